@@ -1,0 +1,166 @@
+"""Talking to a model: batched greedy answers (eval), streaming multi-turn chat (notebook, widget, REPL)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+from .data import with_system
+
+
+@contextlib.contextmanager
+def _inference(model, tokenizer):
+    """Eval mode, left padding and the KV cache for generation; restored afterwards."""
+    was_training = model.training
+    side = tokenizer.padding_side
+    cache = getattr(model.config, "use_cache", True)
+    model.eval()
+    tokenizer.padding_side = "left"
+    model.config.use_cache = True
+    try:
+        import torch
+
+        with torch.inference_mode():
+            yield
+    finally:
+        tokenizer.padding_side = side
+        model.config.use_cache = cache
+        if was_training:
+            model.train()
+
+
+def _device(model):
+    return next(model.parameters()).device
+
+
+def _prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                              return_dict=True)["input_ids"])
+
+
+def _stop_ids(tokenizer, model) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.eos_token_id is not None:
+        ids |= set(gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id])
+    return sorted(i for i in ids if i is not None)
+
+
+def answer_batch(model, tokenizer, questions: list[str], max_new_tokens: int = 64, system_prompt: str = "",
+                 batch_size: int = 16, progress=None) -> list[str]:
+    """Greedy single-turn answers, in batches with left padding."""
+    import torch
+
+    answers: list[str] = []
+    with _inference(model, tokenizer):
+        for start in range(0, len(questions), batch_size):
+            chunk = questions[start:start + batch_size]
+            prompts = [_prompt_ids(tokenizer, with_system([{"role": "user", "content": q}], system_prompt))
+                       for q in chunk]
+            width = max(map(len, prompts))
+            pad = tokenizer.pad_token_id
+            input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=_device(model))
+            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=_device(model))
+            out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad, eos_token_id=_stop_ids(tokenizer, model))
+            for row in out[:, width:]:
+                answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+            if progress:
+                progress(len(answers), len(questions))
+    return answers
+
+
+@dataclass
+class ChatSession:
+    """A multi-turn conversation with one model; `send` streams the reply chunk by chunk."""
+
+    model: object
+    tokenizer: object
+    system_prompt: str = ""
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    history: list[dict] = field(default_factory=list)
+
+    def clear(self):
+        self.history.clear()
+
+    def stream(self, message: str):
+        """Yield the reply's text pieces as they are generated; the full reply joins the history."""
+        from transformers import TextIteratorStreamer
+        import torch
+
+        messages = with_system([*self.history, {"role": "user", "content": message}], self.system_prompt)
+        ids = torch.tensor([_prompt_ids(self.tokenizer, messages)], device=_device(self.model))
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sample = self.temperature > 0
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
+                      streamer=streamer, do_sample=sample, pad_token_id=self.tokenizer.pad_token_id,
+                      eos_token_id=_stop_ids(self.tokenizer, self.model))
+        if sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        pieces: list[str] = []
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                with _inference(self.model, self.tokenizer):
+                    self.model.generate(**kwargs)
+            except BaseException as e:  # surfaced in the caller's thread below
+                errors.append(e)
+                streamer.on_finalized_text("", stream_end=True)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        for piece in streamer:
+            pieces.append(piece)
+            yield piece
+        thread.join()
+        if errors:
+            raise errors[0]
+        reply = "".join(pieces).strip()
+        self.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+
+    def send(self, message: str) -> str:
+        return "".join(self.stream(message)).strip()
+
+
+def print_stream(session: ChatSession, message: str) -> str:
+    """Notebook helper: print the reply as it streams, return it."""
+    pieces = []
+    for piece in session.stream(message):
+        print(piece, end="", flush=True)
+        pieces.append(piece)
+    print()
+    return "".join(pieces).strip()
+
+
+def repl(session: ChatSession, input_fn=input, output=print):
+    """Terminal chat: /clear forgets the conversation, /exit (or Ctrl-D) leaves."""
+    output("Chat. /clear starts over, /exit leaves.")
+    while True:
+        try:
+            line = input_fn("you> ")
+        except (EOFError, KeyboardInterrupt):
+            output("")
+            return
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            return
+        if line == "/clear":
+            session.clear()
+            output("(conversation cleared)")
+            continue
+        output("model> ", end="", flush=True) if output is print else None
+        reply = []
+        for piece in session.stream(line):
+            reply.append(piece)
+            if output is print:
+                print(piece, end="", flush=True)
+        if output is print:
+            print()
+        else:
+            output("model> " + "".join(reply).strip())

@@ -1,0 +1,270 @@
+"""Command line: the notebooks' stages, headless.
+
+    python -m unslothify run --data domain.jsonl --eval-questions eval/questions.jsonl
+    python -m unslothify prepare|augment|train|versions|export|chat|eval --config config.yaml [--<knob> VALUE]
+
+Every knob of the config is also a flag (--learning-rate 1e-4, --lora-r 8, ...); flags override the file.
+`run` and `eval` print one JSON object as their last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import warnings
+
+from .config import AugmentConfig, ConfigError, describe, knob_fields, load_config
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def _add_knob_flags(p: argparse.ArgumentParser):
+    g = p.add_argument_group("config knobs (override the file)")
+    for f in knob_fields():
+        flag = "--" + f.name.replace("_", "-")
+        if flag in ("--model", "--data", "--eval-questions"):
+            continue
+        g.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                       help=f"{f.metadata['help']} ({describe(f)})")
+    for f in dataclasses.fields(AugmentConfig):
+        g.add_argument("--augment-" + f.name.replace("_", "-"), dest="augment__" + f.name, default=None,
+                       metavar=f.name.upper(), help=f"{f.metadata['help']} ({describe(f)})")
+
+
+def _config(args) -> "Config":  # noqa: F821
+    overrides = {}
+    augment = {}
+    for f in knob_fields():
+        v = getattr(args, f.name, None)
+        if v is not None:
+            overrides[f.name] = v
+    for f in dataclasses.fields(AugmentConfig):
+        v = getattr(args, "augment__" + f.name, None)
+        if v is not None:
+            augment[f.name] = v
+    if augment:
+        overrides["augment"] = augment
+    if getattr(args, "epochs", None) is not None:
+        overrides["num_train_epochs"] = args.epochs
+    if getattr(args, "output", None) is not None:
+        overrides["output_dir"] = args.output
+    path = args.config
+    if path == DEFAULT_CONFIG:
+        from pathlib import Path
+
+        path = path if Path(path).exists() else None
+    return load_config(path, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m unslothify", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, help_text, knobs=True):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: config.yaml if present)")
+        p.add_argument("--model", default=None, help="'auto', 'embedded', a hub id or a local folder")
+        p.add_argument("--data", default=None, help="training file (any supported JSONL format)")
+        p.add_argument("--eval-questions", dest="eval_questions", default=None,
+                       help="JSONL of {question, expected}")
+        p.add_argument("--output", default=None, help="run folder (output_dir)")
+        if knobs:
+            _add_knob_flags(p)
+        return p
+
+    command("prepare", "Validate, split and measure the training data; writes <run>/prepared/.")
+    command("augment", "Write the augmented training file beside the data file.")
+    p = command("train", "Train (or continue) and save a new adapter version.")
+    p.add_argument("--epochs", type=float, default=None, help="epochs for this call (default num_train_epochs)")
+    p.add_argument("--from-version", default=None,
+                   help="continue from this version (number, 'latest' or 'best'); default: a fresh adapter")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted training call")
+    command("versions", "List adapter versions with their metrics; * marks the best validation loss.", knobs=False)
+    p = command("export", "Export a version: adapter, merged 16-bit model, GGUF; optionally push to the Hub.")
+    p.add_argument("--version", default="best", help="version number, 'latest' or 'best' (default)")
+    p.add_argument("--formats", default="adapter,merged,gguf", help="comma list of adapter, merged, gguf")
+    p.add_argument("--gguf-type", default="q8_0", help="f16, bf16, q8_0 (converter) or q4_k_m, q5_k_m, ... (llama.cpp)")
+    p.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub repo (token from HF_TOKEN/login)")
+    p.add_argument("--push-what", default="merged", choices=("merged", "adapter"))
+    p.add_argument("--public", action="store_true", help="create the Hub repo public (default private)")
+    p = command("chat", "Chat in the terminal with a version (default: best) or the base model.", knobs=False)
+    p.add_argument("--version", default="best")
+    p.add_argument("--base", action="store_true", help="chat with the base model instead")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p = command("eval", "Score models on eval questions; last line is JSON.", knobs=False)
+    p.add_argument("--version", default=None, help="with a run: the version to score (default best)")
+    p = command("run", "prepare -> augment -> train -> export merged -> eval; last line is JSON.")
+    p.add_argument("--epochs", type=float, default=None, help="training epochs (num_train_epochs)")
+    p.add_argument("--no-export", action="store_true", help="skip the merged export")
+    command("setup-gguf", "Fetch llama.cpp's GGUF converter (from the llama-cpp-python sdist on PyPI).", knobs=False)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(f"Config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from .data import DataError
+        from .export import ExportError
+
+        if isinstance(e, (DataError, ExportError, FileNotFoundError)):
+            print(f"Error: {e}", file=sys.stderr)
+            return 2
+        if _is_oom(e):
+            print(f"Error: {oom_message(e)}", file=sys.stderr)
+            return 3
+        raise
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def oom_message(e: BaseException) -> str:
+    return ("the GPU ran out of memory. Lower per_device_train_batch_size (raise gradient_accumulation_steps to "
+            "keep the effective batch), lower max_seq_length, load the base in 4-bit (load_in_4bit: true), and "
+            "keep gradient_checkpointing: true. (" + str(e).splitlines()[0][:200] + ")")
+
+
+def _dispatch(args) -> int:
+    cmd = args.command
+    if cmd == "setup-gguf":
+        from .export import setup_gguf_tools
+
+        setup_gguf_tools()
+        return 0
+    cfg = _config(args)
+    if cmd == "prepare":
+        from .prepare import prepare
+
+        prepare(cfg)
+        return 0
+    if cmd == "augment":
+        from .augment import augment
+        from .prepare import is_current, load_prepared, prepare
+
+        prepared = load_prepared(cfg) if is_current(cfg) else prepare(cfg)
+        augment(cfg, prepared)
+        return 0
+    if cmd == "train":
+        return _train(cfg, args)
+    if cmd == "versions":
+        from .runs import Run, format_table, versions_table
+
+        print(format_table(versions_table(Run(cfg.output_dir))))
+        return 0
+    if cmd == "export":
+        return _export(cfg, args)
+    if cmd == "chat":
+        return _chat(cfg, args)
+    if cmd == "eval":
+        return _eval(cfg, args)
+    if cmd == "run":
+        from .pipeline import run_all
+
+        summary = run_all(cfg, export=not args.no_export)
+        print(json.dumps(summary), flush=True)
+        return 0
+    raise AssertionError(cmd)
+
+
+def _train(cfg, args) -> int:
+    from .prepare import is_current, prepare
+    from .training import FineTune
+
+    if not is_current(cfg):
+        prepare(cfg)
+    if args.resume:
+        from .runs import Run
+
+        info = Run(cfg.output_dir).checkpoints / "interrupted.json"
+        if not info.exists():
+            print(f"Error: nothing to resume in {info.parent}.", file=sys.stderr)
+            return 2
+        parent = json.loads(info.read_text())["parent"]
+        ft = FineTune.resume(cfg, parent) if parent else FineTune.start(cfg)
+        version = ft.train(resume=True)
+    else:
+        ft = FineTune.resume(cfg, args.from_version) if args.from_version else FineTune.start(cfg)
+        version = ft.train(args.epochs)
+    return 0 if version is not None else 130
+
+
+def _export(cfg, args) -> int:
+    from .export import export_adapter, export_gguf, export_merged, push_to_hub, verify_gguf
+    from .pipeline import load_for_inference
+    from .runs import Run
+
+    run = Run(cfg.output_dir)
+    v = run.version(args.version)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = set(formats) - {"adapter", "merged", "gguf"}
+    if unknown:
+        raise ConfigError(f"--formats: unknown {sorted(unknown)}; use adapter, merged, gguf.")
+    out = run.exports
+    if "adapter" in formats:
+        print(f"Adapter {v.name} -> {export_adapter(v.path, out / 'adapter')}")
+    merged_dir = out / "merged"
+    if "merged" in formats or "gguf" in formats:
+        if "gguf" in formats:
+            from .export import find_converter
+
+            find_converter()  # fail before a long merge when the GGUF tool is missing
+        model, tokenizer, _ = load_for_inference(str(v.path), cfg)
+        export_merged(model, tokenizer, merged_dir)
+        if "gguf" in formats:
+            gguf = export_gguf(merged_dir, out / f"{v.name}.{args.gguf_type.upper()}.gguf", args.gguf_type)
+            check = verify_gguf(gguf, merged_dir, tokenizer)
+            print(f"GGUF {gguf}: {check.summary()}.")
+    if args.push:
+        folder = merged_dir if args.push_what == "merged" else out / "adapter"
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder} does not exist; export {args.push_what} first.")
+        push_to_hub(folder, args.push, private=not args.public)
+    return 0
+
+
+def _chat(cfg, args) -> int:
+    from .chat import ChatSession, repl
+    from .pipeline import load_for_inference
+    from .runs import Run
+
+    spec = cfg.model if args.base else str(Run(cfg.output_dir).version(args.version).path)
+    model, tokenizer, desc = load_for_inference(spec, cfg)
+    print(f"Chatting with {desc}.")
+    repl(ChatSession(model, tokenizer, cfg.system_prompt, args.temperature, args.top_p, args.max_new_tokens))
+    return 0
+
+
+def _eval(cfg, args) -> int:
+    from .pipeline import base_vs_tuned, load_for_inference, score_file
+    from .runs import Run
+
+    if args.model:  # one model, one file
+        model, tokenizer, desc = load_for_inference(args.model, cfg)
+        result, _ = score_file(model, tokenizer, cfg, cfg.eval_questions, desc)
+        print(json.dumps({k: v for k, v in result.items() if k != "hits"}), flush=True)
+        return 0
+    v = Run(cfg.output_dir).version(args.version or "best")
+    model, tokenizer, _ = load_for_inference(str(v.path), cfg)
+    print(json.dumps({"version": v.name, **base_vs_tuned(model, tokenizer, cfg, version_name=v.name)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("default")
+    sys.exit(main())

