@@ -205,35 +205,20 @@ def _train(cfg, args) -> int:
 
 
 def _export(cfg, args) -> int:
-    from .export import export_adapter, export_gguf, export_merged, push_to_hub, verify_gguf
+    from .export import export_all, push_to_hub
     from .pipeline import load_for_inference
     from .runs import Run
 
-    run = Run(cfg.output_dir)
-    v = run.version(args.version)
+    v = Run(cfg.output_dir).version(args.version)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = set(formats) - {"adapter", "merged", "gguf"}
-    if unknown:
-        raise ConfigError(f"--formats: unknown {sorted(unknown)}; use adapter, merged, gguf.")
-    out = run.exports
-    if "adapter" in formats:
-        print(f"Adapter {v.name} -> {export_adapter(v.path, out / 'adapter')}")
-    merged_dir = out / "merged"
+    model = tokenizer = None
     if "merged" in formats or "gguf" in formats:
-        if "gguf" in formats:
-            from .export import find_converter
-
-            find_converter()  # fail before a long merge when the GGUF tool is missing
         model, tokenizer, _ = load_for_inference(str(v.path), cfg)
-        export_merged(model, tokenizer, merged_dir)
-        if "gguf" in formats:
-            gguf = export_gguf(merged_dir, out / f"{v.name}.{args.gguf_type.upper()}.gguf", args.gguf_type)
-            check = verify_gguf(gguf, merged_dir, tokenizer)
-            print(f"GGUF {gguf}: {check.summary()}.")
+    results = export_all(model, tokenizer, v, cfg, formats, args.gguf_type)
     if args.push:
-        folder = merged_dir if args.push_what == "merged" else out / "adapter"
-        if not folder.exists():
-            raise FileNotFoundError(f"{folder} does not exist; export {args.push_what} first.")
+        folder = results.get(args.push_what)
+        if folder is None:
+            raise FileNotFoundError(f"--push-what {args.push_what}: add it to --formats to export it first.")
         push_to_hub(folder, args.push, private=not args.public)
     return 0
 

@@ -412,3 +412,35 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = True, progress
                           f"network and the token's write permission.") from None
     progress(f"Pushed {folder} to https://huggingface.co/{repo_id}")
     return str(getattr(info, "commit_url", repo_id))
+
+
+def export_all(model, tokenizer, version, cfg, formats=("adapter", "merged", "gguf"), gguf_type: str = "q8_0",
+               progress=print) -> dict:
+    """The exports of one version into <run>/exports/, each verified; returns their paths."""
+    from .runs import Run
+
+    formats = list(formats)
+    unknown = set(formats) - {"adapter", "merged", "gguf"}
+    if unknown:
+        raise ExportError(f"Unknown export format(s) {sorted(unknown)}; use adapter, merged, gguf.")
+    out = Run(cfg.output_dir).exports
+    results: dict = {}
+    if "gguf" in formats:
+        find_converter()  # fail before a long merge when the GGUF tool is missing
+    if "adapter" in formats:
+        results["adapter"] = export_adapter(version.path, out / "adapter")
+        progress(f"Adapter {version.name} -> {results['adapter']}")
+    if "merged" in formats or "gguf" in formats:
+        results["merged"], results["merge_check"] = export_merged(model, tokenizer, out / "merged", progress=progress)
+    if "gguf" in formats:
+        gguf = export_gguf(results["merged"], out / f"{version.name}.{gguf_type.upper()}.gguf", gguf_type, progress)
+        check = verify_gguf(gguf, results["merged"], tokenizer)
+        progress(f"GGUF {gguf}: {check.summary()}.")
+        results["gguf"], results["gguf_check"] = gguf, check
+    atomic_write_json(out / "exports.json", {
+        "version": version.name,
+        **{k: str(v) for k, v in results.items() if k in ("adapter", "merged", "gguf")},
+        **({"merge_check": results["merge_check"].__dict__} if "merge_check" in results else {}),
+        **({"gguf_check": results["gguf_check"].__dict__ | {"logits": None}} if "gguf_check" in results else {}),
+    })
+    return results

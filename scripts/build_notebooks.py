@@ -1,0 +1,170 @@
+"""Writes notebooks/*.ipynb (without outputs) from the cell lists below.
+
+The notebooks are the user interface; this file is their reviewable source. Edit here, then run
+    python scripts/build_notebooks.py
+tests/test_notebooks.py checks that the committed notebooks match this file and carry no outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PARAMS_NOTE = ("Parameters (papermill tags this cell `parameters`): `overrides` sets any config knob for this run, "
+               "e.g. `{\"num_train_epochs\": 5}`.")
+
+
+def md(text):
+    return new_markdown_cell(text.strip())
+
+
+def code(text, parameters=False):
+    cell = new_code_cell(text.strip())
+    if parameters:
+        cell.metadata["tags"] = ["parameters"]
+    return cell
+
+
+def header(icon, title, intro):
+    return md(f'<img src="../icons/{icon}" width="48" align="left" style="margin-right:12px"/>\n\n'
+              f"# {title}\n\n{intro}")
+
+
+def setup_cells(extra_params=""):
+    return [
+        md(PARAMS_NOTE),
+        code(f'project_dir = ".."          # the folder with config.yaml and domain.jsonl\n'
+             f'config_path = "config.yaml"\noverrides = {{}}\n{extra_params}', parameters=True),
+        md("Work from the project folder and load the one config (defaults < config.yaml < `overrides`)."),
+        code("from unslothify.notebook import start\n\ncfg = start(project_dir, config_path, overrides)"),
+    ]
+
+
+NOTEBOOKS = {
+    "00_gpu_check.ipynb": [
+        header("gpu.svg", "0 · GPU check",
+               "What this runtime has, and the settings that suit it. On Colab pick a GPU runtime first "
+               "(Runtime → Change runtime type). Without a GPU everything still runs, on the CPU, with the small "
+               "embedded model."),
+        md("Install the project once per runtime (Colab, brev, vast). Skip it where `make install` already ran."),
+        code("# !pip install -q -r ../requirements.lock && pip install -q --no-deps -r ../requirements-nodeps.txt "
+             "&& pip install -q --no-deps -e .."),
+        *setup_cells(),
+        md("Versions of the driver, compiler and libraries, the GPU's memory, and recommended settings."),
+        code("from unslothify import gpu\n\nreport = gpu.check()\nprint(gpu.describe(report))"),
+        md("The report is kept in the run folder so later notebooks and bug reports can refer to it."),
+        code("from unslothify.fsutil import atomic_write_json\n\n"
+             "atomic_write_json(f\"{cfg.output_dir}/gpu_check.json\", report)"),
+    ],
+    "01_prepare_data.ipynb": [
+        header("data.svg", "1 · Prepare the data",
+               "Validate the training file, split off a validation set, measure token lengths. Any of five "
+               "JSONL formats works (text, alpaca, prompt/completion, chat messages, sharegpt); a bad line stops "
+               "here with its file, line and field, before anything is written."),
+        *setup_cells(),
+        md("Read, check and split the data; write the split to the run folder's `prepared/`."),
+        code("from unslothify.prepare import prepare\n\nprepared = prepare(cfg)"),
+        md("Token lengths with the model's chat template: items past the red line are dropped (or rejected, "
+           "with `skip_overlong: false`)."),
+        code("from IPython.display import Image\n\nImage(f\"{cfg.output_dir}/prepared/lengths.png\")"),
+        md("A few training items as the model will see them."),
+        code("from unslothify.notebook import sample_rows, table\n\ntable(sample_rows(prepared.train, 5))"),
+        md("**Augment** (optional, `augment.enabled`): add reworded questions, standalone statements, reverse "
+           "questions and replay of the base model's own answers, so facts are learnt rather than phrasings. "
+           "The augmented file is written beside your data file; yours is never changed."),
+        code("from unslothify.augment import augment\n\n"
+             "added = augment(cfg, prepared) if cfg.augment.enabled else []\n"
+             "table(sample_rows(added, 8)) if added else print(\"Augmentation is off (augment.enabled: false).\")"),
+    ],
+    "02_train.ipynb": [
+        header("train.svg", "2 · Train",
+               "Tune the knobs, watch training and validation loss, train more, go back. Every training call "
+               "saves a new adapter version (v001, v002, ...) in the run folder; none is ever overwritten."),
+        *setup_cells('continue_from = None        # None: a new adapter; "latest", "best" or a number: that version\n'
+                     'more_epochs = None          # epochs per run of the last cell (None: num_train_epochs)'),
+        md("The knobs. Each slider says which way it moves overfitting; changes apply to the next training call. "
+           "Save writes every knob to YAML, Load reads one back. Headless runs leave them as configured."),
+        code("from unslothify.widgets import ConfigPanel\n\npanel = ConfigPanel(cfg)\npanel"),
+        md("Load the base model with a new LoRA adapter, or continue from a saved version (after a restart, "
+           "set `continue_from = \"latest\"`, or a number to go back to that version)."),
+        code("from unslothify.training import FineTune\n\n"
+             "cfg = panel.config\n"
+             "ft = FineTune.resume(cfg, continue_from) if continue_from else FineTune.start(cfg)"),
+        md("Loss curves redraw here while training runs (cumulative epochs; dotted lines mark saved versions)."),
+        code("from unslothify.notebook import LossPlot\n\nft.live_plot = LossPlot(ft)"),
+        md("All versions with their metrics; `*` marks the lowest validation loss."),
+        code("from unslothify.notebook import versions\n\nversions(cfg.output_dir)"),
+        md("**Train.** Each run of this cell trains `more_epochs` more (the first run: `num_train_epochs`), "
+           "continuing from the current weights, extending the same loss history, and saving a new version. "
+           "Re-run it to train more; if validation loss turns up while training loss falls, it says so."),
+        code("ft.cfg = panel.config\nversion = ft.train(more_epochs)\nversions(cfg.output_dir)"),
+    ],
+    "03_merge_export_chat.ipynb": [
+        header("chat.svg", "3 · Chat, compare, export",
+               "Talk to a trained version, compare it with the base model on the held-out questions, and export "
+               "it: the adapter alone, a merged 16-bit model, and GGUF for llama.cpp / Ollama. Every export is "
+               "checked against the adapter it came from."),
+        *setup_cells('version = "best"            # "best" (lowest validation loss), "latest" or a number\n'
+                     'exports = ["adapter", "merged", "gguf"]\n'
+                     'gguf_type = "q8_0"          # f16 / bf16 / q8_0, or q4_k_m etc. with llama-cpp-python\n'
+                     'push_repo = ""              # e.g. "you/meatball-mistral"; token from HF_TOKEN or login\n'
+                     'first_message = "What are Swedish meatballs called in Swedish?"'),
+        md("Load the base model with the chosen adapter version."),
+        code("from unslothify.pipeline import load_for_inference\nfrom unslothify.runs import Run\n\n"
+             "chosen = Run(cfg.output_dir).version(version)\n"
+             "model, tokenizer, description = load_for_inference(str(chosen.path), cfg)\nprint(description)"),
+        md("A streaming reply, printed as it is generated."),
+        code("from unslothify.chat import ChatSession, print_stream\n\n"
+             "session = ChatSession(model, tokenizer, cfg.system_prompt)\nprint_stream(session, first_message)"),
+        md("A chat box: multi-turn, with sampling controls. Clear starts over."),
+        code("from unslothify.widgets import ChatBox\n\nChatBox(session)"),
+        md("Base against tuned on the held-out questions (greedy decoding; an answer counts when it contains an "
+           "expected keyword as a whole word)."),
+        code("from unslothify.pipeline import base_vs_tuned\n\n"
+             "summary = base_vs_tuned(model, tokenizer, cfg, version_name=chosen.name)\nsummary"),
+        md("The answers side by side."),
+        code("import json\nfrom unslothify.notebook import comparison_rows, table\n\n"
+             "details = json.load(open(f\"{cfg.output_dir}/eval/{chosen.name}.json\"))[\"details\"]\n"
+             "table(comparison_rows(details[\"recall\"]))"),
+        md("Recall as a chart."),
+        code("from unslothify.plots import recall_bars\n\n"
+             "groups = {\"held-out\": \"recall\", \"general\": \"general\"}\n"
+             "recall_bars({who: {g: summary[f\"{who}_{k}\"] for g, k in groups.items() if f\"{who}_{k}\" in summary}\n"
+             "             for who in (\"base\", \"tuned\")}, title=f\"Recall, base vs {chosen.name}\");"),
+        md("Export. The merged model is compared with adapter-on-base (logits, in a process that loads it with "
+           "plain transformers); the GGUF file is loaded back and asked the same questions. A missing tool is "
+           "named with the command that installs it, and nothing partial is written."),
+        code("from unslothify.export import export_all\n\n"
+             "results = export_all(model, tokenizer, chosen, cfg, exports, gguf_type)"),
+        md("Push to the Hugging Face Hub (skipped when `push_repo` is empty). The token comes from `HF_TOKEN` "
+           "or `huggingface-cli login` and is never printed or saved."),
+        code("from unslothify.export import push_to_hub\n\n"
+             "if push_repo:\n    push_to_hub(results[\"merged\"], push_repo)"),
+    ],
+}
+
+
+def build(root: Path = ROOT) -> dict[str, str]:
+    out = {}
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(cells=cells, metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"}})
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"{Path(name).stem.split('_')[0]}-{i:02d}"
+        out[name] = nbformat.writes(nb) + "\n"
+    return out
+
+
+if __name__ == "__main__":
+    target = ROOT / "notebooks"
+    target.mkdir(exist_ok=True)
+    for name, text in build().items():
+        (target / name).write_text(text, encoding="utf-8")
+        print("wrote", target / name)
+    sys.exit(0)

@@ -1,0 +1,81 @@
+"""Small helpers that keep notebook cells to one line each: setup, tables, live loss plot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import Config, load_config, resolve_model_name
+
+
+def start(project_dir: str = "..", config_path: str = "config.yaml", overrides: dict | None = None) -> Config:
+    """Work from the project folder (paths in the config are relative to it) and load the config."""
+    os.chdir(project_dir)
+    path = config_path if config_path and Path(config_path).exists() else None
+    cfg = load_config(path, **(overrides or {}))
+    name, reason = resolve_model_name(cfg.model)
+    print(f"Project: {Path.cwd()}\nConfig: {path or 'defaults'}; model: {name} ({reason}); run folder: {cfg.output_dir}")
+    return cfg
+
+
+def _html_table(rows: list[dict], max_chars: int = 160) -> str:
+    import html
+
+    if not rows:
+        return "<i>(empty)</i>"
+    cols = list(rows[0])
+    head = "".join(f"<th style='text-align:left'>{html.escape(str(c))}</th>" for c in cols)
+
+    def cell(v):
+        s = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+        s = s if len(s) <= max_chars else s[:max_chars] + " ..."
+        return f"<td style='text-align:left;vertical-align:top'>{html.escape(s)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(r[c]) for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def table(rows: list[dict], max_chars: int = 160):
+    from IPython.display import HTML
+
+    return HTML(_html_table(rows, max_chars))
+
+
+def sample_rows(items, n: int = 5) -> list[dict]:
+    rows = []
+    for item in items[:n]:
+        if item.messages is not None:
+            user = next(m["content"] for m in item.messages if m["role"] == "user")
+            answer = item.messages[-1]["content"]
+        else:
+            user, answer = "", item.text
+        rows.append({"line": item.source_line or item.line, "kind": item.kind, "prompt": user, "answer": answer})
+    return rows
+
+
+def versions(run_dir: str | Path):
+    from .runs import Run, versions_table
+
+    return table(versions_table(Run(run_dir)))
+
+
+class LossPlot:
+    """Train/validation loss that redraws in place while training runs, on the cumulative epoch axis."""
+
+    def __init__(self, session):
+        from .plots import LiveFigure
+
+        self.session = session
+        self.figure = LiveFigure()
+
+    def __call__(self, history):
+        from .plots import loss_curves
+
+        marks = [(v.name, v.manifest.get("cumulative_epochs", 0)) for v in self.session.run.versions()]
+        self.figure.update(loss_curves(history, title=f"Loss, run {self.session.run.root.name}", versions=marks))
+
+
+def comparison_rows(details: list[dict]) -> list[dict]:
+    return [{"question": d["question"], "expected": " | ".join(d["expected"]), "base": d["base_answer"],
+             "base ok": "yes" if d["base_recalled"] else "", "tuned": d["answer"],
+             "tuned ok": "yes" if d["recalled"] else ""} for d in details]
