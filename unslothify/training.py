@@ -121,6 +121,7 @@ class FineTune:
         self.progress = progress
         self.epoch_seconds: list[float] = []
         self.live_plot = None  # set by the notebook: a callable(history)
+        self.callbacks: list = []  # extra transformers TrainerCallbacks for every training call
         self._data_cache = None
         self.last_trainer = None
 
@@ -246,7 +247,7 @@ class FineTune:
         epochs = float(epochs if epochs is not None else self.cfg.num_train_epochs)
         train_ds, val_ds, prepared, train_items = self.datasets()
         args = self.sft_config(epochs, len(train_ds), val_ds is not None)
-        callbacks = [_callbacks_module()(self, self.live_plot)]
+        callbacks = [_callbacks_module()(self, self.live_plot), *self.callbacks]
         if self.cfg.early_stopping_patience and val_ds is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.cfg.early_stopping_patience))
         for_training(self.model)

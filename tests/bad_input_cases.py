@@ -1,0 +1,40 @@
+"""Bad training files and what each must produce: used by tests/test_data.py and by
+scripts/bad_input_report.py (which prints the README's table of messages)."""
+
+M = '{"messages": [{"role": "user", "content": "Q%d?"}, {"role": "assistant", "content": "A%d."}]}'
+GOOD = [M % (i, i) for i in range(1, 4)]
+
+# (name, file bytes, substrings the message must contain)
+CASES = [
+    ("malformed JSON on a line", "\n".join([GOOD[0], '{"messages": [}', GOOD[1]]).encode(),
+     ["line 2", "not valid JSON"]),
+    ("missing field", "\n".join([GOOD[0], '{"instruction": "Say hi"}']).encode(),
+     ["line 2", "missing field 'output'"]),
+    ("unknown field", "\n".join([GOOD[0], '{"text": "hi", "colour": "red"}']).encode(),
+     ["line 2", "unknown field 'colour'"]),
+    ("unknown field in a message", '{"messages": [{"role": "user", "content": "Q", "name": "x"}, '
+                                   '{"role": "assistant", "content": "A"}]}'.encode(),
+     ["line 1", "messages[0].name"]),
+    ("empty file", b"", ["empty"]),
+    ("only blank lines", b"\n\n  \n", ["empty"]),
+    ("empty string", '{"prompt": "Why?", "completion": "  "}'.encode(), ["line 1", "'completion' is empty"]),
+    ("non-UTF-8 bytes", GOOD[0].encode() + b"\n" + '{"text": "k\xf6ttbullar"}'.encode("latin-1"),
+     ["line 2", "not UTF-8", "iconv"]),
+    ("wrong chat role", '{"messages": [{"role": "human", "content": "Q"}, {"role": "assistant", "content": "A"}]}'.encode(),
+     ["line 1", "messages[0].role", "'human'"]),
+    ("wrong turn order", '{"messages": [{"role": "assistant", "content": "A"}, {"role": "user", "content": "Q"}]}'.encode(),
+     ["line 1", "messages[0].role", "alternate"]),
+    ("chat ending on the user", '{"messages": [{"role": "user", "content": "Q"}]}'.encode(),
+     ["line 1", "must end with an assistant message"]),
+    ("system message in the middle", ('{"messages": [{"role": "user", "content": "Q"}, {"role": "system", "content": "S"},'
+                                      ' {"role": "assistant", "content": "A"}]}').encode(),
+     ["line 1", "system message may only come first"]),
+    ("mixed formats in one file", "\n".join([GOOD[0], '{"text": "plain"}']).encode(),
+     ["line 2", "text format", "line 1 set the file's format to messages"]),
+    ("a JSON array, not JSONL", b'[{"text": "a"},\n {"text": "b"}]', ["line 1", "one JSON array"]),
+    ("a CSV file", b"question,answer\nWhat?,That.\n", ["line 1", "not valid JSON", "CSV"]),
+    ("not an object", b'"just a string"\n', ["line 1", "expected a JSON object"]),
+    ("no known format", b'{"question": "Q", "answer": "A"}\n', ["line 1", "no known format"]),
+    ("content not a string", '{"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "A"}]}'.encode(),
+     ["line 1", "messages[0].content", "must be a string"]),
+]

@@ -1,0 +1,60 @@
+"""The CLI, headless twin of the notebooks, as a user calls it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import INVENTED, ROOT
+
+
+def cli(*args, cwd=ROOT, timeout=1800):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "unslothify", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_run_with_defaults_learns_an_outside_chat_dataset(tmp_path):
+    """80 chat items stating 40 invented facts, held-out paraphrased questions: the default recipe must
+    make the embedded model recall most of them (the README records the measured figures)."""
+    data = tmp_path / "facts.jsonl"
+    shutil.copy2(INVENTED / "train.jsonl", data)
+    proc = cli("run", "--data", data, "--eval-questions", INVENTED / "questions.jsonl", "--output", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert result["n"] == 40 and {"base_recall", "tuned_recall"} <= set(result)
+    assert result["base_recall"] <= 0.1
+    assert result["tuned_recall"] >= 0.6, result
+    assert (tmp_path / "run" / "exports" / "merged" / "model.safetensors").exists()
+    assert "[3/5] Training" in proc.stdout, "stages are shown as they start"
+
+    versions = cli("versions", "--output", tmp_path / "run")
+    assert versions.returncode == 0 and "v001" in versions.stdout and "*" in versions.stdout
+
+
+def test_bad_config_value_exits_with_the_knob_and_range(tmp_path):
+    proc = cli("prepare", "--model", "embedded", "--lora-r", "0", "--output", tmp_path / "run")
+    assert proc.returncode == 2 and "lora_r = 0 is not valid; allowed: a whole number from 1 to 256" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_data_exits_with_file_line_and_field(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "Hi", "output": ""}\n')
+    proc = cli("prepare", "--model", "embedded", "--data", bad, "--output", tmp_path / "run")
+    assert proc.returncode == 2
+    assert f"{bad}, line 1: field 'output' is empty" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_every_knob():
+    proc = cli("train", "--help")
+    assert proc.returncode == 0
+    for flag in ("--learning-rate", "--lora-r", "--lora-dropout", "--warmup", "--gradient-accumulation-steps",
+                 "--lr-scheduler-type", "--augment-rephrasings", "--resume", "--from-version"):
+        assert flag in proc.stdout, flag

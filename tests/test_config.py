@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from unslothify.config import (EMBEDDED_RECIPE, Config, ConfigError, knob_fields, load_config, replace,
+                               save_config)
+
+
+def test_defaults_are_the_dataclass_defaults_for_a_named_hub_model():
+    cfg = load_config(None, model="some/hub-model")
+    assert cfg == Config(model="some/hub-model")
+
+
+def test_embedded_model_gets_its_cpu_recipe_unless_overridden():
+    cfg = load_config(None, model="embedded")
+    for key, value in EMBEDDED_RECIPE.items():
+        assert getattr(cfg, key) == value
+    assert load_config(None, model="embedded", learning_rate=1e-4).learning_rate == 1e-4
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: embedded\nlora_r: 8\nnum_train_epochs: 2\naugment:\n  rephrasings: 3\n")
+    cfg = load_config(path, num_train_epochs=5, lora_alpha=None)
+    assert (cfg.lora_r, cfg.num_train_epochs, cfg.augment.rephrasings) == (8, 5.0, 3)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    cfg = replace(load_config(None, model="embedded"), lora_r=4, learning_rate=3e-4, target_modules=["q_proj"])
+    path = save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(path) == cfg
+    assert set(yaml.safe_load(path.read_text())) == {f.name for f in dataclasses.fields(Config)}
+
+
+@pytest.mark.parametrize("key,value,expect", [
+    ("learning_rate", 5.0, "learning_rate = 5.0 is not valid; allowed: a number from 1e-06 to 0.01"),
+    ("lora_r", 0, "lora_r = 0 is not valid; allowed: a whole number from 1 to 256"),
+    ("lora_r", 2.5, "lora_r = 2.5 is not valid"),
+    ("lora_dropout", "lots", "lora_dropout = 'lots' is not valid; allowed: a number from 0 to 0.5"),
+    ("lr_scheduler_type", "zigzag", "allowed: one of linear, cosine"),
+    ("packing", "maybe", "packing = 'maybe' is not valid; allowed: true or false"),
+    ("validation_split", 0.9, "validation_split = 0.9 is not valid; allowed: a number from 0 to 0.5"),
+    ("num_train_epochs", float("nan"), "num_train_epochs = nan is not valid"),
+])
+def test_bad_values_name_the_knob_and_its_range(key, value, expect):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, model="embedded", **{key: value})
+    assert expect in str(e.value)
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lerning_rate: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(path) in str(e.value) and "unknown key 'lerning_rate'" in str(e.value)
+
+
+def test_unknown_augment_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("augment:\n  paraphrases: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'paraphrases'"):
+        load_config(path)
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path):
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_every_knob_has_help_and_ranged_numbers_have_ranges():
+    for f in knob_fields():
+        assert f.metadata["help"], f.name
+        t = f.type if isinstance(f.type, str) else f.type.__name__
+        if t in ("int", "float"):
+            assert f.metadata["lo"] is not None and f.metadata["hi"] is not None, f.name
+
+
+def test_shipped_config_yaml_loads(root):
+    cfg = load_config(root / "config.yaml")
+    assert cfg.data == "domain.jsonl"

@@ -1,0 +1,110 @@
+"""Exports of a trained version, each verified: merged 16-bit (plain transformers, logits against
+adapter-on-base), GGUF (read back by transformers and llama.cpp), adapter copy; clear errors, nothing partial."""
+
+import json
+
+import pytest
+
+from unslothify.export import (ExportError, check_disk, export_adapter, export_gguf, export_merged, find_converter,
+                               plain_transformers_outputs, sample_prompt_ids, verify_gguf, verify_merged)
+
+
+@pytest.fixture(scope="module")
+def merged(trained, tmp_path_factory):
+    cfg, ft, version = trained
+    out = tmp_path_factory.mktemp("exports") / "merged"
+    path, check = export_merged(ft.model, ft.tokenizer, out)
+    return path, check
+
+
+@pytest.mark.slow
+def test_merged_model_matches_adapter_on_base_and_loads_plainly(merged, trained):
+    path, check = merged
+    assert check.ok and check.relative <= check.tolerance and check.top1_agreement >= 0.98
+    assert check.max_abs_diff > 0, "a 16-bit merge differs by a small, nonzero amount"
+    files = {p.name for p in path.iterdir()}
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    config = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] in ("bfloat16", "float16")
+    _, ft, _ = trained
+    out = plain_transformers_outputs(path, sample_prompt_ids(ft.tokenizer, ["Who keeps the lighthouse?"]))
+    assert len(out["greedy"][0]) > 0
+
+
+@pytest.mark.slow
+def test_verification_catches_a_wrong_merge(merged, trained, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path, _ = merged
+    broken = tmp_path / "broken"
+    shutil.copytree(path, broken)
+    weights = load_file(broken / "model.safetensors")
+    key = next(k for k in weights if "layers.3.mlp.down_proj" in k)
+    weights[key] = weights[key] + 0.05 * torch.randn_like(weights[key].float()).to(weights[key].dtype)
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    _, ft, _ = trained
+    check = verify_merged(ft.model, ft.tokenizer, broken, sample_prompt_ids(ft.tokenizer, ["What is Brellmouth?"]))
+    assert not check.ok
+
+
+@pytest.mark.slow
+def test_gguf_round_trip(merged, trained, tmp_path):
+    path, _ = merged
+    _, ft, _ = trained
+    gguf = export_gguf(path, tmp_path / "model.Q8_0.gguf", "q8_0")
+    assert gguf.stat().st_size > 50_000_000 and gguf.read_bytes()[:4] == b"GGUF"
+    check = verify_gguf(gguf, path, ft.tokenizer)
+    assert check.same_answers >= 2 and check.logits.top1_agreement >= 0.9
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        pytest.skip("llama-cpp-python not installed (make test installs it)")
+    assert check.llama_cpp_answers and all(check.llama_cpp_answers)
+
+
+def test_missing_converter_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(ExportError) as e:
+        find_converter()
+    assert "python -m unslothify setup-gguf" in str(e.value) and "Nothing was written" in str(e.value)
+    merged_dir = tmp_path / "m"
+    merged_dir.mkdir()
+    with pytest.raises(ExportError):
+        export_gguf(merged_dir, tmp_path / "out.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_quantized_types_without_llama_cpp_name_the_package(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_llama_cpp(name, *args, **kwargs):
+        if name == "llama_cpp":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_llama_cpp)
+    try:
+        find_converter()
+    except ExportError:
+        pytest.skip("converter not set up")
+    with pytest.raises(ExportError, match="llama-cpp-python==0.3.36"):
+        export_gguf(tmp_path, tmp_path / "out.gguf", "q4_k_m")
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_disk_check_names_the_shortfall(tmp_path):
+    with pytest.raises(ExportError, match=r"Not enough disk space .* GiB free"):
+        check_disk(tmp_path, 1 << 60, "the merged 16-bit model")
+
+
+@pytest.mark.slow
+def test_adapter_export_is_the_version(trained, tmp_path):
+    _, _, version = trained
+    out = export_adapter(version.path, tmp_path / "adapter")
+    assert (out / "adapter_model.safetensors").read_bytes() == (version.path / "adapter_model.safetensors").read_bytes()
+    assert (out / "manifest.json").exists()

@@ -1,0 +1,128 @@
+"""Training sessions on the embedded model: versions, manifests, continuous history, resume, revert,
+interrupts. Small data (20 items) keeps each training call to seconds."""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import INVENTED
+from unslothify.fsutil import atomic_dir
+from unslothify.runs import Run, versions_table
+from unslothify.training import FineTune, overfitting_message
+
+
+@pytest.fixture
+def small_cfg(tmp_path):
+    from unslothify.config import load_config
+    from unslothify.prepare import prepare
+
+    data = tmp_path / "small.jsonl"
+    data.write_text("".join((INVENTED / "train.jsonl").read_text().splitlines(keepends=True)[:20]))
+    cfg = load_config(None, model="embedded", data=str(data), output_dir=str(tmp_path / "run"),
+                      num_train_epochs=1, validation_split=0.2)
+    prepare(cfg, plot=False)
+    return cfg
+
+
+def steps(history):
+    return [h["step"] for h in history if "loss" in h]
+
+
+@pytest.mark.slow
+def test_versions_history_resume_and_revert(small_cfg):
+    ft = FineTune.start(small_cfg)
+    v1 = ft.train()
+    v2 = ft.train(epochs=1)  # continues the same weights
+    assert (v1.name, v2.name) == ("v001", "v002") and v2.manifest["parent"] == "v001"
+    h1, h2 = v1.history(), v2.history()
+    assert h2[: len(h1)] == h1, "a continued call extends the same history"
+    assert steps(h2) == list(range(1, len(steps(h2)) + 1)), "cumulative steps without gaps"
+    assert v2.manifest["cumulative_epochs"] == pytest.approx(2.0)
+    assert v2.manifest["final_eval_loss"] is not None and v2.manifest["final_train_loss"] is not None
+    for key in ("base_model", "base_model_path", "config", "data_sha256", "cumulative_steps", "train_seconds",
+                "peak_memory_gib", "packages", "created"):
+        assert key in v2.manifest, key
+    assert v2.manifest["packages"]["unsloth"] == "2026.10.9"
+
+    # after a "restart": a new session from the latest version continues the history
+    again = FineTune.resume(small_cfg, "latest")
+    v3 = again.train(epochs=1)
+    assert v3.manifest["parent"] == "v002" and v3.history()[: len(h2)] == h2
+    assert v3.manifest["cumulative_epochs"] == pytest.approx(3.0)
+
+    # revert to v001 and branch from there; v002 and v003 stay as they were
+    before = {p.name: p.read_bytes() for p in v2.path.iterdir()}
+    back = FineTune.resume(small_cfg, 1)
+    v4 = back.train(epochs=1)
+    assert v4.manifest["parent"] == "v001" and v4.history()[: len(h1)] == h1
+    assert v4.manifest["cumulative_epochs"] == pytest.approx(2.0)
+    assert {p.name: p.read_bytes() for p in v2.path.iterdir()} == before
+
+    table = versions_table(Run(small_cfg.output_dir))
+    assert [r["version"] for r in table] == ["v001", "v002", "v003", "v004"]
+    assert sum(r["best"] == "*" for r in table) == 1
+
+
+@pytest.mark.slow
+def test_interrupt_keeps_a_resumable_checkpoint(small_cfg):
+    from transformers import TrainerCallback
+
+    class InterruptAt(TrainerCallback):
+        def __init__(self, step):
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == self.step:
+                raise KeyboardInterrupt  # what Ctrl-C / a kernel interrupt raises mid-epoch
+
+    ft = FineTune.start(small_cfg)
+    v1 = ft.train()
+    manifest_before = (v1.path / "manifest.json").read_bytes()
+    ft.callbacks = [InterruptAt(1)]  # the first step of this call (Trainer counts per call)
+    assert ft.train(epochs=1) is None
+    run = Run(small_cfg.output_dir)
+    info = json.loads((run.checkpoints / "interrupted.json").read_text())
+    assert info["parent"] == "v001" and info["step"] == 1
+    assert (run.checkpoints / f"checkpoint-{info['step']}" / "adapter_model.safetensors").exists()
+    assert [v.name for v in run.versions()] == ["v001"] and (v1.path / "manifest.json").read_bytes() == manifest_before
+
+    # the next session offers to resume; resuming finishes the call and saves v002
+    messages = []
+    later = FineTune.resume(small_cfg, "latest", progress=messages.append)
+    assert any("interrupted training call was found" in m for m in messages)
+    v2 = later.train(resume=True)
+    assert v2.name == "v002" and v2.manifest["parent"] == "v001"
+    assert v2.manifest["cumulative_steps"] == 2 * v1.manifest["cumulative_steps"]
+    assert not (run.checkpoints / "interrupted.json").exists()
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "v001"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "adapter_model.safetensors").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(FileExistsError):
+        target.mkdir()
+        with atomic_dir(target):
+            pass
+
+
+def test_a_folder_without_manifest_is_not_a_version(tmp_path):
+    (tmp_path / "v001").mkdir()
+    (tmp_path / "v001" / "adapter_model.safetensors").write_bytes(b"x")
+    assert Run(tmp_path).versions() == []
+    assert Run(tmp_path).next_version_path().name == "v002"
+
+
+def test_overfitting_is_named_in_plain_words():
+    history = [{"step": s, "epoch": s / 10, "loss": 2.0 - 0.1 * s} for s in range(1, 13)]
+    history += [{"step": 4, "epoch": 0.4, "eval_loss": 1.0}, {"step": 8, "epoch": 0.8, "eval_loss": 1.2},
+                {"step": 12, "epoch": 1.2, "eval_loss": 1.5}]
+    history.sort(key=lambda h: h["step"])
+    msg = overfitting_message(history, "v002")
+    assert msg and "Overfitting" in msg and "1.000 to 1.500" in msg and "v002" in msg and "learning_rate" in msg
+    falling = [h if "eval_loss" not in h else {**h, "eval_loss": 2.0 - h["step"] / 10} for h in history]
+    assert overfitting_message(falling) is None
