@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from conftest import INVENTED, ROOT
+from secrets_scan import FAKE_TOKEN, files_containing_token
 
 
 def cli(*args, cwd=ROOT, timeout=1800):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_TOKEN": FAKE_TOKEN}
     return subprocess.run([sys.executable, "-m", "unslothify", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=env)
 
@@ -32,6 +33,8 @@ def test_run_with_defaults_learns_an_outside_chat_dataset(tmp_path):
     assert result["tuned_recall"] >= 0.6, result
     assert (tmp_path / "run" / "exports" / "merged" / "model.safetensors").exists()
     assert "[3/5] Training" in proc.stdout, "stages are shown as they start"
+    assert FAKE_TOKEN not in proc.stdout + proc.stderr
+    assert files_containing_token(tmp_path) == [], "the Hub token must not reach manifests, logs or exports"
 
     versions = cli("versions", "--output", tmp_path / "run")
     assert versions.returncode == 0 and "v001" in versions.stdout and "*" in versions.stdout
@@ -58,3 +61,17 @@ def test_help_lists_every_knob():
     for flag in ("--learning-rate", "--lora-r", "--lora-dropout", "--warmup", "--gradient-accumulation-steps",
                  "--lr-scheduler-type", "--augment-rephrasings", "--resume", "--from-version"):
         assert flag in proc.stdout, flag
+
+
+def test_push_failure_never_shows_the_token(tmp_path):
+    """The Hub is unreachable here, so the push fails: the message names the repo, never the token."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    code = ("from unslothify.export import push_to_hub, ExportError\n"
+            "try:\n    push_to_hub(%r, 'someone/does-not-exist-xyz')\nexcept ExportError as e:\n    print(e)\n"
+            % str(folder))
+    push = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_TOKEN": FAKE_TOKEN, "HF_HUB_ETAG_TIMEOUT": "5"})
+    assert "Push of" in push.stdout and "someone/does-not-exist-xyz" in push.stdout
+    assert FAKE_TOKEN not in push.stdout + push.stderr

@@ -84,3 +84,13 @@ def test_every_knob_has_help_and_ranged_numbers_have_ranges():
 def test_shipped_config_yaml_loads(root):
     cfg = load_config(root / "config.yaml")
     assert cfg.data == "domain.jsonl"
+
+
+@pytest.mark.parametrize("f", [f for f in knob_fields() if f.metadata["lo"] is not None], ids=lambda f: f.name)
+def test_every_ranged_knob_rejects_out_of_range_and_wrong_type(f):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, model="embedded", **{f.name: f.metadata["hi"] * 10 + 1})
+    assert f"{f.name} = " in str(e.value) and f"to {f.metadata['hi']:g}" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(None, model="embedded", **{f.name: "lots"})
+    assert f"{f.name} = 'lots' is not valid" in str(e.value)

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from conftest import INVENTED, ROOT
+from secrets_scan import FAKE_TOKEN, files_containing_token
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -39,12 +40,20 @@ def has_image(cell) -> bool:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
+    import os
+
+    previous = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = FAKE_TOKEN  # kernels inherit it: a user who is logged in
     work = tmp_path_factory.mktemp("nb")
     data = work / "train.jsonl"
     shutil.copy2(INVENTED / "train.jsonl", data)  # augmentation writes beside the data file: keep it out of the repo
     overrides = {"output_dir": str(work / "run"), "data": str(data),
                  "eval_questions": str(INVENTED / "questions.jsonl"), "num_train_epochs": 1}
-    return work, {"project_dir": str(ROOT), "overrides": overrides}
+    yield work, {"project_dir": str(ROOT), "overrides": overrides}
+    if previous is None:
+        os.environ.pop("HF_TOKEN", None)
+    else:
+        os.environ["HF_TOKEN"] = previous
 
 
 @pytest.mark.slow
@@ -97,6 +106,7 @@ def test_notebook_series(project):
     scores = json.loads((run / "eval" / "v003.json").read_text())["summary"]
     assert scores["n"] == 40 and 0.0 <= scores["tuned_recall"] <= 1.0
     assert any(has_image(c) for c in nb.cells), "the recall chart is drawn"
+    assert files_containing_token(work) == [], "no notebook output, manifest, log or export holds the Hub token"
 
 
 def test_notebooks_are_stored_without_outputs_and_match_their_source():

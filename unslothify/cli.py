@@ -33,17 +33,28 @@ def _add_knob_flags(p: argparse.ArgumentParser):
                        metavar=f.name.upper(), help=f"{f.metadata['help']} ({describe(f)})")
 
 
+def _flag_value(text: str):
+    """Flags are read like YAML scalars, so `--lora-r 8` is the number 8 and `--packing true` a boolean."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool)) else text
+
+
 def _config(args) -> "Config":  # noqa: F821
     overrides = {}
     augment = {}
     for f in knob_fields():
         v = getattr(args, f.name, None)
         if v is not None:
-            overrides[f.name] = v
+            overrides[f.name] = _flag_value(v) if isinstance(v, str) and f.type not in ("str", str) else v
     for f in dataclasses.fields(AugmentConfig):
         v = getattr(args, "augment__" + f.name, None)
         if v is not None:
-            augment[f.name] = v
+            augment[f.name] = _flag_value(v) if f.type not in ("str", str) else v
     if augment:
         overrides["augment"] = augment
     if getattr(args, "epochs", None) is not None:
@@ -119,25 +130,15 @@ def main(argv=None) -> int:
         from .data import DataError
         from .export import ExportError
 
+        from .training import OutOfMemory
+
         if isinstance(e, (DataError, ExportError, FileNotFoundError)):
             print(f"Error: {e}", file=sys.stderr)
             return 2
-        if _is_oom(e):
-            print(f"Error: {oom_message(e)}", file=sys.stderr)
+        if isinstance(e, OutOfMemory):
+            print(f"Error: {e}", file=sys.stderr)
             return 3
         raise
-
-
-def _is_oom(e: BaseException) -> bool:
-    import torch
-
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
-def oom_message(e: BaseException) -> str:
-    return ("the GPU ran out of memory. Lower per_device_train_batch_size (raise gradient_accumulation_steps to "
-            "keep the effective batch), lower max_seq_length, load the base in 4-bit (load_in_4bit: true), and "
-            "keep gradient_checkpointing: true. (" + str(e).splitlines()[0][:200] + ")")
 
 
 def _dispatch(args) -> int:

@@ -55,6 +55,35 @@ def overfitting_message(history: list[dict], best_version_name: str | None = Non
             f"lora_dropout / weight_decay{where}.")
 
 
+class OutOfMemory(RuntimeError):
+    """The GPU ran out of memory; the message names the knobs that reduce it, with their current values."""
+
+    def __init__(self, cfg: Config, error: BaseException):
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        super().__init__(
+            "The GPU ran out of memory during training. Earlier versions are untouched. Lower "
+            f"per_device_train_batch_size (now {cfg.per_device_train_batch_size}; raise gradient_accumulation_steps, "
+            f"now {cfg.gradient_accumulation_steps}, to keep the effective batch), lower max_seq_length (now "
+            f"{cfg.max_seq_length}), load the base in 4-bit (load_in_4bit, now {cfg.load_in_4bit}) and keep "
+            f"gradient_checkpointing on (now {cfg.gradient_checkpointing}). [{first}]")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _free_cuda_memory():
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def peak_memory_gib() -> tuple[float, str]:
     import torch
 
@@ -267,6 +296,13 @@ class FineTune:
             self._save_interrupted(trainer, epochs, history_before)
             self._unwrap(trainer)
             return None
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            self.history = history_before
+            self._unwrap(trainer)
+            _free_cuda_memory()
+            raise OutOfMemory(self.cfg, e) from None
         seconds = time.perf_counter() - started
         if val_ds is not None and not any("eval_loss" in h for h in self.history[len(history_before):]
                                           if h["step"] == self.cumulative_steps):
