@@ -135,6 +135,20 @@ def _callbacks_module():
     return HistoryCallback
 
 
+def _compact_progress():
+    """Trainer's terminal progress bar, printing one short line per validation instead of a dict per step
+    (the notebook keeps Trainer's own per-step table)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and self.training_bar is not None and logs and "eval_loss" in logs:
+                self.training_bar.write(f"epoch {state.epoch or 0:.2f}, step {state.global_step}: "
+                                        f"validation loss {logs['eval_loss']:.4f}")
+
+    return ProgressCallback, CompactProgress
+
+
 class FineTune:
     """Base model + LoRA adapter in memory, with its run folder on disk."""
 
@@ -283,6 +297,9 @@ class FineTune:
         trainer = SFTTrainer(model=self.model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                              processing_class=self.tokenizer, callbacks=callbacks)
         self.last_trainer = trainer
+        plain, compact = _compact_progress()
+        if trainer.pop_callback(plain) is not None:
+            trainer.add_callback(compact)
         self.epoch_seconds = []
         history_before = list(self.history)
         self._reset_peak_memory()
