@@ -18,7 +18,6 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install -r requirements.lock
 	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --no-deps -e .
-	$(BIN)/python -m ipykernel install --user --name python3 --display-name "Python 3 (unslothify)" >/dev/null
 	touch $@
 
 install: $(STAMP)

@@ -126,3 +126,15 @@ def test_overfitting_is_named_in_plain_words():
     assert msg and "Overfitting" in msg and "1.000 to 1.500" in msg and "v002" in msg and "learning_rate" in msg
     falling = [h if "eval_loss" not in h else {**h, "eval_loss": 2.0 - h["step"] / 10} for h in history]
     assert overfitting_message(falling) is None
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_the_call_when_validation_loss_stops_improving(small_cfg):
+    from unslothify.config import replace
+
+    cfg = replace(small_cfg, early_stopping_patience=1, num_train_epochs=20, learning_rate=5e-3)
+    ft = FineTune.start(cfg)
+    version = ft.train()
+    evals = [h["eval_loss"] for h in version.history() if "eval_loss" in h]
+    assert version.manifest["cumulative_epochs"] < 20, "stopped early"
+    assert evals[-1] >= min(evals[:-1]), "it stopped because validation loss did not improve"
