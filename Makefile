@@ -30,7 +30,7 @@ run: $(STAMP)
 $(TEST_STAMP): $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --no-deps llama-cpp-python==0.3.36 diskcache==5.6.3
 	$(BIN)/python -m unslothify setup-gguf
-	@command -v chromium >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	@[ -x /usr/bin/chromium ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "Chromium not installed: the browser test will be skipped."
 	touch $@
