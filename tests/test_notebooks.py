@@ -23,6 +23,14 @@ def run_papermill(name, out_dir, parameters):
     return nbformat.read(out, as_version=4)
 
 
+def with_parameters(nb, parameters):
+    """Insert the parameter assignments after the cell tagged `parameters`, as papermill does."""
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
 def outputs_text(cell) -> str:
     parts = []
     for o in cell.get("outputs", []):
@@ -59,7 +67,6 @@ def project(tmp_path_factory):
 @pytest.mark.slow
 def test_notebook_series(project):
     from nbclient import NotebookClient
-    from papermill.parameterize import parameterize_notebook
 
     work, params = project
     run = Path(params["overrides"]["output_dir"])
@@ -74,7 +81,7 @@ def test_notebook_series(project):
     assert any(has_image(c) for c in nb.cells), "the length histogram is shown"
 
     # 02: run top to bottom in one kernel, then run the final cell again: two versions, one history
-    nb = parameterize_notebook(nbformat.read(NOTEBOOKS / "02_train.ipynb", as_version=4), params)
+    nb = with_parameters(nbformat.read(NOTEBOOKS / "02_train.ipynb", as_version=4), params)
     client = NotebookClient(nb, kernel_name="python3", timeout=1800, resources={"metadata": {"path": str(NOTEBOOKS)}})
     with client.setup_kernel():
         for index, cell in enumerate(nb.cells):

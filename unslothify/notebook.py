@@ -68,6 +68,12 @@ class LossPlot:
         self.session = session
         self.figure = LiveFigure()
 
+    def start(self):
+        """A new figure for a new training call; the previous call's figure stays where it was drawn."""
+        from .plots import LiveFigure
+
+        self.figure = LiveFigure()
+
     def __call__(self, history):
         from .plots import loss_curves
 
