@@ -187,8 +187,17 @@ def _train(cfg, args) -> int:
     from .prepare import is_current, prepare
     from .training import FineTune
 
-    if not is_current(cfg):
-        prepare(cfg)
+    import contextlib
+    import os
+
+    first = contextlib.nullcontext()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: one process prepares, the others wait
+        from accelerate import PartialState
+
+        first = PartialState().main_process_first()
+    with first:
+        if not is_current(cfg):
+            prepare(cfg)
     if args.resume:
         from .runs import Run
 

@@ -21,13 +21,16 @@ def main(argv):
     assert not any(m in sys.modules for m in ("unsloth", "peft")), "plain check must not load unsloth or peft"
     prompts = json.load(open(prompts_path))
     logits, greedy = [], []
+    gen = model.generation_config
+    pad = gen.pad_token_id if gen.pad_token_id is not None else gen.eos_token_id
+    if isinstance(pad, (list, tuple)):  # eos may be a list of ids (Unsloth writes one); generate wants one id
+        pad = pad[0] if pad else None
     with torch.inference_mode():
         for ids in prompts:
             x = torch.tensor([ids])
             logits.append(model(input_ids=x).logits[0].float())
             out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=24, do_sample=False,
-                                 pad_token_id=model.generation_config.pad_token_id
-                                 or model.generation_config.eos_token_id)
+                                 pad_token_id=pad)
             greedy.append(out[0, len(ids):].tolist())
     torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype)}, out_path)
 

@@ -10,6 +10,7 @@ continues from the current weights, extends one loss history and saves a new ada
 from __future__ import annotations
 
 import math
+import os
 import platform
 import resource
 import time
@@ -106,6 +107,11 @@ def _callbacks_module():
             self.epoch0 = session.cumulative_epochs
             self.epoch_started = None
             self.warned = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            start = getattr(self.live, "start", None)
+            if start is not None:
+                start()  # each training call draws its own figure (under the cell that ran it)
 
         def on_epoch_begin(self, args, state, control, **kw):
             self.epoch_started = time.perf_counter()
@@ -229,7 +235,8 @@ class FineTune:
         from trl import SFTConfig
 
         cfg = self.cfg
-        per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        # Items (rows when packing) per optimizer step, over all data-parallel processes (accelerate launch).
+        per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", "1"))
         steps_per_epoch = max(1, math.ceil(n_train / per_step))
         eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
         cuda = torch.cuda.is_available()
@@ -289,7 +296,10 @@ class FineTune:
             self.history = interrupted["history_before"]
         epochs = float(epochs if epochs is not None else self.cfg.num_train_epochs)
         train_ds, val_ds, prepared, train_items = self.datasets()
-        args = self.sft_config(epochs, len(train_ds), val_ds is not None)
+        n_rows = len(train_ds)
+        if self.cfg.packing and _cuda():  # packed rows of max_seq_length tokens, not items, make the steps
+            n_rows = max(1, math.ceil(sum(map(len, train_ds["input_ids"])) / self.cfg.max_seq_length))
+        args = self.sft_config(epochs, n_rows, val_ds is not None)
         callbacks = [_callbacks_module()(self, self.live_plot), *self.callbacks]
         if self.cfg.early_stopping_patience and val_ds is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.cfg.early_stopping_patience))
@@ -325,8 +335,13 @@ class FineTune:
                                           if h["step"] == self.cumulative_steps):
             trainer.evaluate()  # the last validation loss at the final step, for the manifest and the plot
         self._unwrap(trainer)
-        version = self.save_version(seconds, prepared, train_items)
-        self._clear_interrupted()
+        if trainer.accelerator.is_main_process:  # one writer under data-parallel launches
+            version = self.save_version(seconds, prepared, train_items)
+            self._clear_interrupted()
+        trainer.accelerator.wait_for_everyone()
+        if not trainer.accelerator.is_main_process:
+            version = self.run.version("latest")
+            self.parent = version.name
         return version
 
     def _unwrap(self, trainer):
@@ -429,6 +444,12 @@ class FineTune:
                       f"{_fmt(manifest['final_train_loss'])}, validation loss {_fmt(manifest['final_eval_loss'])}, "
                       f"{seconds:.0f} s{per_epoch}, peak memory {peak:.2f} GiB ({peak_kind}).")
         return version
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _fmt(x):
