@@ -74,7 +74,7 @@ NOTEBOOKS = {
         code("from IPython.display import Image\n\nImage(f\"{cfg.output_dir}/prepared/lengths.png\")"),
         md("A few training items as the model will see them."),
         code("from unslothify.notebook import sample_rows, table\n\ntable(sample_rows(prepared.train, 5))"),
-        md("**Augment** (optional, `augment.enabled`): add reworded questions, standalone statements, reverse "
+        md("**Augment** (on by default; `augment.enabled: false` skips it): add reworded questions, standalone statements, reverse "
            "questions and replay of the base model's own answers, so facts are learnt rather than phrasings. "
            "The augmented file is written beside your data file; yours is never changed."),
         code("from unslothify.augment import augment\n\n"

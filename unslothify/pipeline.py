@@ -75,7 +75,7 @@ def base_vs_tuned(model, tokenizer, cfg: Config, progress=print, version_name: s
 
 def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     """prepare -> augment -> train -> export merged -> eval; returns the summary printed as JSON."""
-    from .augment import augment
+    from .augment import run_augment
     from .export import export_merged
     from .models import for_inference
     from .prepare import prepare
@@ -90,12 +90,14 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     stage(1, f"Preparing {cfg.data}")
     prepared = prepare(cfg, progress=progress)
     stage(2, "Augmenting the training split" if cfg.augment.enabled else "Augmentation off (augment.enabled: false)")
-    if cfg.augment.enabled:
-        augment(cfg, prepared, progress=progress)
+    augmented = run_augment(cfg, prepared, progress=progress).report if cfg.augment.enabled else None
     stage(3, "Training")
     ft = FineTune.start(cfg, progress=progress)
     version = ft.train()
     summary: dict = {"version": version.name, "run": str(ft.run.root)}
+    if augmented is not None:
+        summary["augmented"] = {**augmented["added"], "rejected": augmented["rejected_total"],
+                                "seconds": augmented["seconds"]}
     if export:
         stage(4, "Exporting the merged 16-bit model")
         merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress)
