@@ -38,10 +38,12 @@ def trained(tmp_path_factory):
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
-    cfg = load_config(None, model="embedded", data=str(INVENTED / "train.jsonl"),
-                      eval_questions=str(INVENTED / "questions.jsonl"), output_dir=str(run_dir),
-                      num_train_epochs=2)
+    work = tmp_path_factory.mktemp("trained")
+    data = work / "train.jsonl"
+    shutil.copy2(INVENTED / "train.jsonl", data)
+    # Plain training is enough for the export and chat tests that share this; augmentation has its own.
+    cfg = load_config(None, model="embedded", data=str(data), eval_questions=str(INVENTED / "questions.jsonl"),
+                      output_dir=str(work / "run"), num_train_epochs=2, augment={"enabled": False})
     prepare(cfg, plot=False)
     ft = FineTune.start(cfg)
     version = ft.train()

@@ -20,7 +20,7 @@ def small_cfg(tmp_path):
     data = tmp_path / "small.jsonl"
     data.write_text("".join((INVENTED / "train.jsonl").read_text().splitlines(keepends=True)[:20]))
     cfg = load_config(None, model="embedded", data=str(data), output_dir=str(tmp_path / "run"),
-                      num_train_epochs=1, validation_split=0.2)
+                      num_train_epochs=1, validation_split=0.2, augment={"enabled": False})
     prepare(cfg, plot=False)
     return cfg
 
