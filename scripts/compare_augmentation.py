@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     extra = {}
     for kv in filter(None, args.recipe.split(",")):
         k, v = kv.split("=", 1)
-        extra[k.strip()] = v.strip()
+        extra[k.strip()] = v.strip().replace(";", ",")  # lists: target_modules=q_proj;v_proj
     for config in args.configs.split(","):
         if config not in CONFIGS:
             p.error(f"unknown config {config!r}; known: {', '.join(CONFIGS)}")
