@@ -1,7 +1,7 @@
 """Training-speed benchmark on a Mistral-7B-shaped random model with domain.jsonl's real token lengths.
 
     python scripts/benchmark.py lengths                 # here: token lengths of domain.jsonl -> .gpu-assets/
-    python scripts/benchmark.py run --out DIR [--layers 32] [--quick | --final] [--deadline S]
+    python scripts/benchmark.py run --out DIR [--layers 32] [--quick | --final | --lean] [--deadline S]
                                                         # on the GPU machine (gpu_check.sh bench / bench-final)
 
 `run` measures a bf16 matrix-product peak, writes a random-initialised Mistral 7B (hidden 4096, MLP 14336,
@@ -194,6 +194,32 @@ def plan(quick: bool) -> list[dict]:
         ours("ours 16-bit no-GC, packed 2x2048", 2),
         ours("ours 16-bit no-GC, packed 8x2048", 8),
     ]}
+    if quick == "lean":
+        # Two questions in one run: can a packed 4-bit recipe stay within the VRAM of Unsloth's notebook defaults
+        # (measured beside it) and still be >= 1.3x faster; and does a larger step (8192 tokens, fused AdamW,
+        # no checkpointing) lift MFU towards 50 %, where host-side work per step is spread over more tokens.
+        return [{"worker": "unsloth-4bit", "load_in_4bit": True, "gc": True, "cap": 380, "recipes": [
+                    {"name": "(a) seed: pad 512, 2x4, 4-bit", "kind": "seed"},
+                    {"name": "(b) Unsloth notebook: 2x4, 4-bit", "kind": "notebook"},
+                    ours("ours 4-bit, packed 4x2048", 4),
+                    ours("ours 4-bit, packed 1x2048", 1),
+                    # Rows of 1000 and 512 tokens, not 1024: Unsloth's SFTTrainer treats max_length equal to TRL's
+                    # default (1024) as unset and packs to the model's max_seq_length (2048 here) instead.
+                    ours("ours 4-bit, packed 2x2048", 2),
+                    ours("ours 4-bit, packed 1x1000", 1, row=1000),
+                    ours("ours 4-bit, packed 1x512", 1, row=512),
+                    ours("ours 4-bit, packed 2x512", 2, row=512),
+                ]},
+                {"worker": "unsloth-16bit-nogc", "load_in_4bit": False, "gc": False, "cap": 200, "recipes": [
+                    ours("ours 16-bit no-GC, packed 2x2048, fused AdamW", 2, optim="adamw_torch_fused"),
+                    ours("ours 16-bit no-GC, packed 4x2048, fused AdamW", 4, optim="adamw_torch_fused"),
+                    ours("ours 16-bit no-GC, packed 3x2048, fused AdamW", 3, optim="adamw_torch_fused"),
+                ]}]
+    if quick == "profile":  # where a step's time goes (BENCH_PROFILE_DIR set by gpu_check.sh bench-profile)
+        return [{"worker": "unsloth-16bit-nogc", "load_in_4bit": False, "gc": False, "cap": 200, "recipes": [
+                    ours("ours 16-bit no-GC, packed 4x2048, fused AdamW", 4, optim="adamw_torch_fused")]},
+                {"worker": "unsloth-4bit", "load_in_4bit": True, "gc": True, "cap": 200, "recipes": [
+                    ours("ours 4-bit, packed 4x2048", 4)]}]
     if quick == "final":  # the chosen 80 GB recipe (gpu.recommend) and the config default's row shape
         return [{"worker": "unsloth-16bit-nogc", "load_in_4bit": False, "gc": False, "cap": 170, "recipes": [
             ours("ours default (80 GB): 16-bit no-GC, packed 2x2048", 2),
@@ -235,7 +261,7 @@ def cmd_run(args):
     results = []
     shared_cwd = Path(tempfile.gettempdir()) / "unslothify-bench-cwd"  # Unsloth's compiled cache, reused
     shared_cwd.mkdir(exist_ok=True)
-    for w in plan("final" if args.final else args.quick):
+    for w in plan(args.plan or ("lean" if args.lean else "final" if args.final else args.quick)):
         if args.only and w["worker"] not in args.only.split(","):
             continue
         spec = {**w, "model_dir": str(model_dir), "lengths": str(args.lengths), "warmup": args.warmup,
@@ -410,6 +436,46 @@ def step_timer():
     return Timer()
 
 
+def step_profiler(name: str, first_step: int, steps: int = 2):
+    """torch.profiler over `steps` optimizer steps from first_step; writes the top operators by device and by
+    host time, and device-busy time per step against wall time per step, to $BENCH_PROFILE_DIR."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    out = Path(os.environ["BENCH_PROFILE_DIR"])
+    out.mkdir(parents=True, exist_ok=True)
+
+    class Profiler(TrainerCallback):
+        prof = None
+        t0 = 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == first_step and self.prof is None:
+                _sync()
+                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof.__enter__()
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.prof is not None and state.global_step == first_step + steps:
+                _sync()
+                wall = time.perf_counter() - self.t0
+                self.prof.__exit__(None, None, None)
+                ev = self.prof.key_averages()
+                device_us = sum(e.self_device_time_total for e in ev)
+                slug = "".join(c if c.isalnum() else "_" for c in name)[:60]
+                text = [f"{name}: {steps} steps, wall {wall / steps:.3f} s per step, device busy "
+                        f"{device_us / 1e6 / steps:.3f} s per step ({device_us / 1e6 / wall:.0%})",
+                        ev.table(sort_by="self_device_time_total", row_limit=25),
+                        ev.table(sort_by="self_cpu_time_total", row_limit=25)]
+                (out / f"profile_{slug}.txt").write_text("\n\n".join(text))
+                print(text[0], flush=True)
+                self.prof = False
+
+    return Profiler()
+
+
 def cmd_worker(args):
     spec = json.loads(args.spec)
     results = []
@@ -551,6 +617,8 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
     trainer.data_collator = counter
     timer = step_timer()
     trainer.add_callback(timer)
+    if os.environ.get("BENCH_PROFILE_DIR"):
+        trainer.add_callback(step_profiler(recipe["name"], spec["warmup"] + 2))
     steps_per_epoch = _steps_per_epoch(trainer)
     res = _measure(trainer, counter, timer, spec, len(ds) / steps_per_epoch,
                    {"packed_rows": len(trainer.train_dataset), "optim": str(args.optim),
@@ -609,6 +677,8 @@ def main():
     a.add_argument("--measure", type=int, default=6)
     a.add_argument("--quick", action="store_true", help="two recipes per worker")
     a.add_argument("--final", action="store_true", help="only the chosen recipe and its neighbours")
+    a.add_argument("--plan", default="", help="a named plan: lean, final, profile")
+    a.add_argument("--lean", action="store_true", help="low-VRAM 4-bit rows beside the baselines, large-step MFU rows")
     a.add_argument("--only", default="", help="comma list of workers")
     a.add_argument("--deadline", type=float, default=1800, help="seconds for the whole run; workers get what is left")
     a.add_argument("--cap-scale", type=float, default=1.0, help="scale each worker's time cap")

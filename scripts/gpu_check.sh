@@ -11,6 +11,8 @@
 #           lengths (scripts/benchmark.py lengths). Carry [".whl", ".gpu-assets/bundle.tgz"].
 # suite     pytest tests/gpu -v: the whole pipeline on a small random Mistral (tests/gpu/conftest.py).
 # bench     scripts/benchmark.py run: recipes on a Mistral-7B-shaped random model (docs/benchmark.md).
+# bench-lean  the low-VRAM 4-bit rows beside the seed and notebook baselines, and large-step 16-bit MFU rows.
+# bench-profile  torch.profiler over two steps of the 16-bit and 4-bit packed recipes: device busy vs wall.
 # accelerate  `accelerate launch --num_processes N -m unslothify train` on the tiny model, N = GPUs present.
 # Logs go to $OUT (or ./gpu-check-out): gpu_suite.log, junit.xml, benchmark.log, benchmark.json, env.txt.
 set -uo pipefail
@@ -75,6 +77,12 @@ for step in "${steps[@]}"; do
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-quick)
       timeout "${BENCH_TIMEOUT:-600}" python3 scripts/benchmark.py run --out "$OUT" --layers 2 --quick --warmup 2 --measure 3 --deadline 400 --cap-scale 0.5 2>&1 | tee -a "$OUT/benchmark_main.log"
+      r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
+    bench-lean)
+      timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --lean --measure 8 --deadline 520 ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
+      r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
+    bench-profile)
+      BENCH_PROFILE_DIR="$OUT" timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --plan profile --measure 6 --deadline 520 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-final)
       left=$(( ${CALL_BUDGET:-1800} - SECONDS - 20 ))
