@@ -1,8 +1,8 @@
 """Training-speed benchmark on a Mistral-7B-shaped random model with domain.jsonl's real token lengths.
 
     python scripts/benchmark.py lengths                 # here: token lengths of domain.jsonl -> .gpu-assets/
-    python scripts/benchmark.py run --out DIR [--layers 32] [--quick | --final | --lean] [--deadline S]
-                                                        # on the GPU machine (gpu_check.sh bench / bench-final)
+    python scripts/benchmark.py run --out DIR [--layers 32] [--quick | --plan final|lean|profile] [--deadline S]
+                                                        # on the GPU machine (gpu_check.sh bench / bench-final ...)
 
 `run` measures a bf16 matrix-product peak, writes a random-initialised Mistral 7B (hidden 4096, MLP 14336,
 32 layers, 32 heads / 8 KV heads, vocab 32768; bf16 safetensors) to local disk, then trains each recipe in
@@ -12,7 +12,8 @@ its own process (`worker`), one process per way of loading the model:
   peft-4bit      (c) transformers + PEFT + bitsandbytes QLoRA; this process never imports unsloth
   unsloth-16bit  (d) ours: padding-free packing, 16-bit LoRA, token budgets per step, optimizers
   unsloth-16bit-nogc   the same without gradient checkpointing
-(--final: only the chosen 80 GB recipe and its neighbours.) Results: docs/benchmark.md.
+(--plan final: only the chosen 80 GB recipe and its neighbours; lean: low-VRAM packed rows beside the baselines;
+profile: torch.profiler over two steps, with BENCH_PROFILE_DIR set.) Results: docs/benchmark.md.
 
 Training items are synthetic token ids with exactly the lengths (and answer/prompt split) of domain.jsonl's
 450 training items, tokenised here by our data code with the embedded SmolLM2 tokenizer and its ChatML
@@ -172,7 +173,7 @@ def build_model(target: Path, tok_dir: Path, layers: int):
     return n
 
 
-def plan(quick: bool) -> list[dict]:
+def plan(name: str | bool) -> list[dict]:
     """Workers in priority order, and their recipes. kind: seed | notebook | plain | ours."""
     ours = lambda name, rows, row=2048, **kw: {"name": name, "kind": "ours", "rows": rows, "row": row, **kw}  # noqa
     w4 = {"worker": "unsloth-4bit", "load_in_4bit": True, "gc": True, "cap": 240, "recipes": [
@@ -194,7 +195,7 @@ def plan(quick: bool) -> list[dict]:
         ours("ours 16-bit no-GC, packed 2x2048", 2),
         ours("ours 16-bit no-GC, packed 8x2048", 8),
     ]}
-    if quick == "lean":
+    if name == "lean":
         # Two questions in one run: can a packed 4-bit recipe stay within the VRAM of Unsloth's notebook defaults
         # (measured beside it) and still be >= 1.3x faster; and does a larger step (8192 tokens, fused AdamW,
         # no checkpointing) lift MFU towards 50 %, where host-side work per step is spread over more tokens.
@@ -215,18 +216,18 @@ def plan(quick: bool) -> list[dict]:
                     ours("ours 16-bit no-GC, packed 4x2048, fused AdamW", 4, optim="adamw_torch_fused"),
                     ours("ours 16-bit no-GC, packed 3x2048, fused AdamW", 3, optim="adamw_torch_fused"),
                 ]}]
-    if quick == "profile":  # where a step's time goes (BENCH_PROFILE_DIR set by gpu_check.sh bench-profile)
+    if name == "profile":  # where a step's time goes (BENCH_PROFILE_DIR set by gpu_check.sh bench-profile)
         return [{"worker": "unsloth-16bit-nogc", "load_in_4bit": False, "gc": False, "cap": 200, "recipes": [
                     ours("ours 16-bit no-GC, packed 4x2048, fused AdamW", 4, optim="adamw_torch_fused")]},
                 {"worker": "unsloth-4bit", "load_in_4bit": True, "gc": True, "cap": 200, "recipes": [
                     ours("ours 4-bit, packed 4x2048", 4)]}]
-    if quick == "final":  # the chosen 80 GB recipe (gpu.recommend) and the config default's row shape
+    if name == "final":  # the chosen 80 GB recipe (gpu.recommend) and the config default's row shape
         return [{"worker": "unsloth-16bit-nogc", "load_in_4bit": False, "gc": False, "cap": 170, "recipes": [
             ours("ours default (80 GB): 16-bit no-GC, packed 2x2048", 2),
             ours("ours 16-bit no-GC, packed 8x512", 8, row=512),
             ours("ours 16-bit no-GC, packed 2x2048, fused AdamW", 2, optim="adamw_torch_fused"),
         ]}]
-    if quick:
+    if name:
         for w in (w4, w16, w16n):
             w["recipes"] = w["recipes"][:2]
     return [w4, wp, w16, w16n]
@@ -261,7 +262,7 @@ def cmd_run(args):
     results = []
     shared_cwd = Path(tempfile.gettempdir()) / "unslothify-bench-cwd"  # Unsloth's compiled cache, reused
     shared_cwd.mkdir(exist_ok=True)
-    for w in plan(args.plan or ("lean" if args.lean else "final" if args.final else args.quick)):
+    for w in plan(args.plan or args.quick):
         if args.only and w["worker"] not in args.only.split(","):
             continue
         spec = {**w, "model_dir": str(model_dir), "lengths": str(args.lengths), "warmup": args.warmup,
@@ -440,6 +441,7 @@ def step_profiler(name: str, first_step: int, steps: int = 2):
     """torch.profiler over `steps` optimizer steps from first_step; writes the top operators by device and by
     host time, and device-busy time per step against wall time per step, to $BENCH_PROFILE_DIR."""
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
 
@@ -463,7 +465,8 @@ def step_profiler(name: str, first_step: int, steps: int = 2):
                 wall = time.perf_counter() - self.t0
                 self.prof.__exit__(None, None, None)
                 ev = self.prof.key_averages()
-                device_us = sum(e.self_device_time_total for e in ev)
+                # Kernels only: an operator's own device time repeats that of the kernels it launched.
+                device_us = sum(e.self_device_time_total for e in ev if e.device_type == DeviceType.CUDA)
                 slug = "".join(c if c.isalnum() else "_" for c in name)[:60]
                 text = [f"{name}: {steps} steps, wall {wall / steps:.3f} s per step, device busy "
                         f"{device_us / 1e6 / steps:.3f} s per step ({device_us / 1e6 / wall:.0%})",
@@ -676,9 +679,8 @@ def main():
     a.add_argument("--warmup", type=int, default=2)
     a.add_argument("--measure", type=int, default=6)
     a.add_argument("--quick", action="store_true", help="two recipes per worker")
-    a.add_argument("--final", action="store_true", help="only the chosen recipe and its neighbours")
-    a.add_argument("--plan", default="", help="a named plan: lean, final, profile")
-    a.add_argument("--lean", action="store_true", help="low-VRAM 4-bit rows beside the baselines, large-step MFU rows")
+    a.add_argument("--plan", default="", choices=["", "final", "lean", "profile"],
+                   help="final: the chosen recipe and its neighbours; lean: low-VRAM rows; profile: where a step goes")
     a.add_argument("--only", default="", help="comma list of workers")
     a.add_argument("--deadline", type=float, default=1800, help="seconds for the whole run; workers get what is left")
     a.add_argument("--cap-scale", type=float, default=1.0, help="scale each worker's time cap")

@@ -79,7 +79,7 @@ for step in "${steps[@]}"; do
       timeout "${BENCH_TIMEOUT:-600}" python3 scripts/benchmark.py run --out "$OUT" --layers 2 --quick --warmup 2 --measure 3 --deadline 400 --cap-scale 0.5 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-lean)
-      timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --lean --measure 8 --deadline 520 ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
+      timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --plan lean --measure 8 --deadline 520 ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-profile)
       BENCH_PROFILE_DIR="$OUT" timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --plan profile --measure 6 --deadline 520 2>&1 | tee -a "$OUT/benchmark_main.log"
@@ -87,7 +87,7 @@ for step in "${steps[@]}"; do
     bench-final)
       left=$(( ${CALL_BUDGET:-1800} - SECONDS - 20 ))
       if [ "$left" -lt 100 ]; then echo "bench-final: skipped, ${left} s left"; continue; fi
-      timeout "$left" python3 scripts/benchmark.py run --out "$OUT" --final --deadline "$left" 2>&1 | tee -a "$OUT/benchmark_main.log"
+      timeout "$left" python3 scripts/benchmark.py run --out "$OUT" --plan final --deadline "$left" 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     accelerate)
       n=$(python3 -c 'import torch; print(max(1, torch.cuda.device_count()))')
