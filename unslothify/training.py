@@ -281,7 +281,7 @@ class FineTune:
         from transformers import EarlyStoppingCallback
         from trl import SFTTrainer
 
-        from .models import for_training
+        from .models import for_training, has_cuda
         from .plots import LiveFigure
 
         hf_datasets.disable_progress_bars()
@@ -297,7 +297,7 @@ class FineTune:
         epochs = float(epochs if epochs is not None else self.cfg.num_train_epochs)
         train_ds, val_ds, prepared, train_items = self.datasets()
         n_rows = len(train_ds)
-        if self.cfg.packing and _cuda():  # packed rows of max_seq_length tokens, not items, make the steps
+        if self.cfg.packing and has_cuda():  # packed rows of max_seq_length tokens, not items, make the steps
             n_rows = max(1, math.ceil(sum(map(len, train_ds["input_ids"])) / self.cfg.max_seq_length))
         args = self.sft_config(epochs, n_rows, val_ds is not None)
         callbacks = [_callbacks_module()(self, self.live_plot), *self.callbacks]
@@ -444,12 +444,6 @@ class FineTune:
                       f"{_fmt(manifest['final_train_loss'])}, validation loss {_fmt(manifest['final_eval_loss'])}, "
                       f"{seconds:.0f} s{per_epoch}, peak memory {peak:.2f} GiB ({peak_kind}).")
         return version
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _fmt(x):
