@@ -381,7 +381,6 @@ class Counter:
         self.batches: list[tuple[int, int, int]] = []
 
     def __call__(self, features):
-        import torch
 
         batch = self.collator(features)
         ids = batch["input_ids"]
@@ -414,7 +413,6 @@ def _mem(kind: str) -> float:
 
 
 def step_timer():
-    import torch
     from transformers import TrainerCallback
 
     class Timer(TrainerCallback):
@@ -440,7 +438,6 @@ def step_timer():
 def step_profiler(name: str, first_step: int, steps: int = 2):
     """torch.profiler over `steps` optimizer steps from first_step; writes the top operators by device and by
     host time, and device-busy time per step against wall time per step, to $BENCH_PROFILE_DIR."""
-    import torch
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
@@ -588,14 +585,14 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
     from unslothify import recipes
     from unslothify.config import replace
     from unslothify.models import for_training
-    from unslothify.training import FineTune
+    from unslothify.trainer import sft_args
 
     total_steps = spec["warmup"] + spec["measure"]
     kind = recipe["kind"]
     out = tempfile.mkdtemp()
     if kind == "seed":
         c = replace(cfg, **{k: v for k, v in recipes.SEED.items() if k != "load_in_4bit"}, output_dir=out)
-        args = FineTune(c, model, tok, cfg.model).sft_config(100.0, len(ds), False)
+        args = sft_args(c, 100.0, has_eval=False)
         for k, v in recipes.SEED_SFT.items():
             setattr(args, k, v)
     elif kind == "notebook":
@@ -610,7 +607,7 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
         if recipe.get("optim"):
             knobs["optim"] = recipe["optim"]
         c = replace(cfg, **knobs)
-        args = FineTune(c, model, tok, cfg.model).sft_config(100.0, len(ds), False)
+        args = sft_args(c, 100.0, has_eval=False)
     args.max_steps = total_steps
     args.disable_tqdm = True
     args.save_strategy = "no"

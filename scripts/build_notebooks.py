@@ -15,8 +15,32 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
+sys.path.insert(0, str(ROOT))
+from unslothify.export import FORMATS  # noqa: E402
+from unslothify.runtime import REPO_URL  # noqa: E402
+
 PARAMS_NOTE = ("Parameters (papermill tags this cell `parameters`): `overrides` sets any config knob for this run, "
                "e.g. `{\"num_train_epochs\": 5}`.")
+
+SETUP_NOTE = ("**Set up this runtime.** On Colab, brev or vast with nothing of ours on it, this clones the project "
+              "(from `repo_url`, or the `UNSLOTHIFY_REPO` environment variable) and installs its pinned libraries, "
+              "keeping the runtime's own torch and CUDA libraries. Where everything is installed already (a second "
+              "run, or after `make install`) it checks and does nothing.")
+
+# The first cell that runs code: it must work before anything of ours is installed, so it finds or clones
+# the project and then calls unslothify.runtime, which needs only the standard library.
+SETUP_CELL = """import os, subprocess, sys
+
+found = [d for d in (project_dir, ".", "mistral-unslothify") if os.path.isdir(os.path.join(d, "unslothify"))]
+if not found:  # this notebook was opened on its own (Colab): fetch the project beside it
+    url = os.environ.get("UNSLOTHIFY_REPO", repo_url)
+    subprocess.run(["git", "clone", "--depth", "1", url, "mistral-unslothify"], check=True)
+    found = ["mistral-unslothify"]
+project_dir = os.path.abspath(found[0])
+sys.path.insert(0, project_dir)
+from unslothify.runtime import setup
+
+setup(project_dir)"""
 
 
 def md(text):
@@ -38,8 +62,11 @@ def header(icon, title, intro):
 def setup_cells(extra_params=""):
     return [
         md(PARAMS_NOTE),
-        code(f'project_dir = ".."          # the folder with config.yaml and domain.jsonl\n'
+        code('project_dir = ".."          # the project folder; cloned to ./mistral-unslothify when not found\n'
+             f'repo_url = "{REPO_URL}"\n'
              f'config_path = "config.yaml"\noverrides = {{}}\n{extra_params}', parameters=True),
+        md(SETUP_NOTE),
+        code(SETUP_CELL),
         md("Work from the project folder and load the one config (defaults < config.yaml < `overrides`)."),
         code("from unslothify.notebook import start\n\ncfg = start(project_dir, config_path, overrides)"),
     ]
@@ -51,12 +78,13 @@ NOTEBOOKS = {
                "What this runtime has, and the settings that suit it. On Colab pick a GPU runtime first "
                "(Runtime → Change runtime type). Without a GPU everything still runs, on the CPU, with the small "
                "embedded model."),
-        md("Install the project once per runtime (Colab, brev, vast). Skip it where `make install` already ran."),
-        code("# !pip install -q -r ../requirements.lock && pip install -q --no-deps -r ../requirements-nodeps.txt "
-             "&& pip install -q --no-deps -e .."),
         *setup_cells(),
-        md("Versions of the driver, compiler and libraries, the GPU's memory, and recommended settings."),
+        md("Versions of the driver, compiler and libraries, the attention kernels Unsloth will use and why, the "
+           "GPU's memory, and recommended settings."),
         code("from unslothify import gpu\n\nreport = gpu.check()\nprint(gpu.describe(report))"),
+        md("**Will it fit?** The memory Mistral 7B needs with this config, on the GPU found here and on the usual "
+           "Colab / cloud cards, and the knobs to lower where it does not fit."),
+        code("print(gpu.describe_fit(cfg, report))"),
         md("The report is kept in the run folder so later notebooks and bug reports can refer to it."),
         code("from unslothify.fsutil import atomic_write_json\n\n"
              "atomic_write_json(f\"{cfg.output_dir}/gpu_check.json\", report)"),
@@ -102,7 +130,7 @@ NOTEBOOKS = {
         md("**Train.** Each run of this cell trains `more_epochs` more (the first run: `num_train_epochs`), "
            "continuing from the current weights, extending the same loss history, and saving a new version. "
            "Re-run it to train more; if validation loss turns up while training loss falls, it says so."),
-        code("ft.cfg = panel.config\nversion = ft.train(more_epochs)\nversions(cfg.output_dir)"),
+        code("version = ft.train(panel.config, more_epochs)\nversions(cfg.output_dir)"),
     ],
     "03_merge_export_chat.ipynb": [
         header("chat.svg", "3 · Chat, compare, export",
@@ -110,12 +138,12 @@ NOTEBOOKS = {
                "it: the adapter alone, a merged 16-bit model, and GGUF for llama.cpp / Ollama. Every export is "
                "checked against the adapter it came from."),
         *setup_cells('version = "best"            # "best" (lowest validation loss), "latest" or a number\n'
-                     'exports = ["adapter", "merged", "gguf"]\n'
+                     f'exports = {list(FORMATS)!r}\n'
                      'gguf_type = "q8_0"          # f16 / bf16 / q8_0, or q4_k_m etc. with llama-cpp-python\n'
                      'push_repo = ""              # e.g. "you/meatball-mistral"; token from HF_TOKEN or login\n'
                      'first_message = "What are Swedish meatballs called in Swedish?"'),
         md("Load the base model with the chosen adapter version."),
-        code("from unslothify.pipeline import load_for_inference\nfrom unslothify.runs import Run\n\n"
+        code("from unslothify.models import load_for_inference\nfrom unslothify.runs import Run\n\n"
              "chosen = Run(cfg.output_dir).version(version)\n"
              "model, tokenizer, description = load_for_inference(str(chosen.path), cfg)\nprint(description)"),
         md("A streaming reply, printed as it is generated."),
@@ -125,12 +153,10 @@ NOTEBOOKS = {
         code("from unslothify.widgets import ChatBox\n\nChatBox(session)"),
         md("Base against tuned on the held-out questions (greedy decoding; an answer counts when it contains an "
            "expected keyword as a whole word)."),
-        code("from unslothify.pipeline import base_vs_tuned\n\n"
-             "summary = base_vs_tuned(model, tokenizer, cfg, version_name=chosen.name)\nsummary"),
+        code("from unslothify.evaluation import base_vs_tuned\n\n"
+             "summary, details = base_vs_tuned(model, tokenizer, cfg, version_name=chosen.name)\nsummary"),
         md("The answers side by side."),
-        code("import json\nfrom unslothify.notebook import comparison_rows, table\n\n"
-             "details = json.load(open(f\"{cfg.output_dir}/eval/{chosen.name}.json\"))[\"details\"]\n"
-             "table(comparison_rows(details[\"recall\"]))"),
+        code("from unslothify.notebook import comparison_rows, table\n\ntable(comparison_rows(details[\"recall\"]))"),
         md("Recall as a chart."),
         code("from unslothify.plots import recall_bars\n\n"
              "groups = {\"held-out\": \"recall\", \"general\": \"general\"}\n"

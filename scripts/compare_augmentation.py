@@ -109,7 +109,8 @@ def score_base(set_name: str, results: Path, extra: dict) -> dict:
     for r in read_results(results):
         if r.get("set") == set_name and r.get("config") == "base":
             return r
-    from unslothify.pipeline import load_for_inference, score_file
+    from unslothify.evaluation import score_file
+    from unslothify.models import load_for_inference
 
     cfg = make_cfg(set_name, "none", ROOT / "runs" / "compare_augmentation" / f"{set_name}-base", extra)
     model, tokenizer, _ = load_for_inference("embedded", cfg)
@@ -132,9 +133,9 @@ def seconds_per_step(results: Path, set_name: str, config: str, label: str = "")
 
 def run_one(set_name: str, config: str, steps: int | None, seconds: float | None, results: Path, extra: dict,
             keep: bool, label: str = "") -> dict:
-    from unslothify.augment import run_augment, training_items
+    from unslothify.augment import run_augment
     from unslothify.models import for_inference
-    from unslothify.pipeline import score_file
+    from unslothify.evaluation import score_file
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
@@ -160,7 +161,7 @@ def run_one(set_name: str, config: str, steps: int | None, seconds: float | None
     train_ds = ft.datasets()[0]
     per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
     epochs = steps / per_epoch
-    version = ft.train(epochs=epochs)
+    version = ft.train(more_epochs=epochs)
     train_seconds = version.manifest["train_seconds"]
     done_steps = version.manifest["cumulative_steps"]
     for_inference(ft.model)

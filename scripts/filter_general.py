@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     from unslothify.config import load_config
     from unslothify.evaluation import evaluate, load_questions
-    from unslothify.pipeline import load_for_inference
+    from unslothify.models import load_for_inference
 
     cfg = load_config(None, model=args.model)
     model, tokenizer, desc = load_for_inference(args.model, cfg)

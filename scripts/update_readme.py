@@ -16,7 +16,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 
 def knob_table() -> str:
-    from unslothify.config import EMBEDDED_RECIPE, AugmentConfig, describe, knob_fields
+    from unslothify.config import EMBEDDED_RECIPE, AugmentConfig, knob_fields
+    from unslothify.knobs import describe
 
     rows = ["| knob | default | allowed | what it does |", "|---|---|---|---|"]
     for f in knob_fields():

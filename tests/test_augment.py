@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 
 from unslothify import augment as A
+from unslothify.augment.checks import check_answer_text, check_question, norm_question, numbers
+from unslothify.augment.english import rule_rephrasings
+from unslothify.augment.kinds.replay import load_prompts as load_replay_prompts
+from unslothify.augment.kinds.reverse import reverse_for
+from unslothify.augment.kinds.statement import statement_for
 from unslothify.config import load_config, replace
 from unslothify.data import DataError, load_items, read_jsonl, split_items
 from unslothify.prepare import Prepared
@@ -75,7 +80,7 @@ def test_augmented_file_format_and_provenance(tmp_path):
             assert [m["role"] for m in rec["messages"]] == ["user", "assistant"]
         if rec["kind"] == "rephrase":  # a new question, the same answer
             assert rec["messages"][1]["content"] == src_a
-            assert A.norm_question(user(rec)) != A.norm_question(src_q)
+            assert norm_question(user(rec)) != norm_question(src_q)
     assert kinds == {"rephrase", "statement", "reverse"}
     # 2 rephrasings and 1 statement for every training item
     counts = {k: sum(1 for r in records if r["kind"] == k) for k in kinds}
@@ -165,32 +170,32 @@ def test_training_items_and_staleness(tmp_path):
 
 def test_question_checks():
     q = "How many bells hang in the Quillmoor clock tower, built in 1790?"
-    existing = {A.norm_question("What is the bell count of the tower in Quillmoor?")}
-    assert A.check_question("", q, existing) == "empty"
-    assert A.check_question("  ?! ", q, existing) == "empty"
-    assert A.check_question("how many bells hang in the quillmoor clock tower built in 1790", q, existing) == "copy"
-    assert A.check_question("What is the bell count of the tower in Quillmoor?", q, existing) == "copy"
-    assert A.check_question("How many bells hang in the clock tower built in 1790?", q, existing) == "names"
-    assert A.check_question("How many bells are in Quillmoor's clock tower, built in 1791?", q, existing) == "numbers"
-    assert A.check_question("How many of the 12 bells hang in Quillmoor's tower, built in 1790?", q, existing) \
+    existing = {norm_question("What is the bell count of the tower in Quillmoor?")}
+    assert check_question("", q, existing) == "empty"
+    assert check_question("  ?! ", q, existing) == "empty"
+    assert check_question("how many bells hang in the quillmoor clock tower built in 1790", q, existing) == "copy"
+    assert check_question("What is the bell count of the tower in Quillmoor?", q, existing) == "copy"
+    assert check_question("How many bells hang in the clock tower built in 1790?", q, existing) == "names"
+    assert check_question("How many bells are in Quillmoor's clock tower, built in 1791?", q, existing) == "numbers"
+    assert check_question("How many of the 12 bells hang in Quillmoor's tower, built in 1790?", q, existing) \
         == "numbers_added"
-    assert A.check_question("How many bells hang in Quillmoor's tower, built by Edda in 1790?", q, existing) \
+    assert check_question("How many bells hang in Quillmoor's tower, built by Edda in 1790?", q, existing) \
         == "names_added"
-    assert A.check_question("Line one about Quillmoor in 1790?\nLine two", q, existing) == "multiline"
-    assert A.check_question("What number of bells hang in the Quillmoor clock tower, built in 1790?", q,
+    assert check_question("Line one about Quillmoor in 1790?\nLine two", q, existing) == "multiline"
+    assert check_question("What number of bells hang in the Quillmoor clock tower, built in 1790?", q,
                             existing) is None
 
 
 def test_answer_checks():
-    assert A.check_answer_text("", "x") == "empty"
-    assert A.check_answer_text("Someone keeps it.", "Edda Lindqvist keeps it.", ("Edda Lindqvist",)) == "names"
-    assert A.check_answer_text("Edda Lindqvist keeps it since 1901.", "Edda Lindqvist keeps it.",
+    assert check_answer_text("", "x") == "empty"
+    assert check_answer_text("Someone keeps it.", "Edda Lindqvist keeps it.", ("Edda Lindqvist",)) == "names"
+    assert check_answer_text("Edda Lindqvist keeps it since 1901.", "Edda Lindqvist keeps it.",
                                ("Edda Lindqvist",)) == "numbers_added"
-    assert A.check_answer_text("Edda Lindqvist keeps it.", "Edda Lindqvist keeps it.", ("Edda Lindqvist",)) is None
+    assert check_answer_text("Edda Lindqvist keeps it.", "Edda Lindqvist keeps it.", ("Edda Lindqvist",)) is None
     # statements keep every number of the answer, also numbers glued to letters ("the 1700s")
     answer = "King Charles XII brought it home in the early 1700s, in 1714."
-    assert A.check_answer_text(answer, answer, ("Charles", "XII"), keep_numbers=answer) is None
-    assert A.check_answer_text("King Charles XII brought it home.", answer, ("Charles",), keep_numbers=answer) \
+    assert check_answer_text(answer, answer, ("Charles", "XII"), keep_numbers=answer) is None
+    assert check_answer_text("King Charles XII brought it home.", answer, ("Charles",), keep_numbers=answer) \
         == "numbers"
 
 
@@ -201,7 +206,7 @@ def test_rejects_are_dropped_and_counted(tmp_path):
     # two phrasings of one fact give the same reverse question: the second is a copy, dropped and counted
     rejected = result.report["rejected"]["reverse"]
     assert rejected.get("copy", 0) >= 1
-    questions = [A.norm_question(i.messages[0]["content"]) for i in result.added]
+    questions = [norm_question(i.messages[0]["content"]) for i in result.added]
     assert len(questions) == len(set(questions))
     not_applicable = result.report["details"]["reverse_not_applicable"]
     assert len(result.added) + sum(rejected.values()) + not_applicable == len(prepared.train)
@@ -211,30 +216,30 @@ def test_rule_rephrasings_keep_names_and_numbers_and_are_deterministic():
     data, _ = load_items(INVENTED / "train.jsonl")
     for item in data:
         q = item.messages[0]["content"]
-        a = A.rule_rephrasings(q, 3, random.Random(7), set())
-        b = A.rule_rephrasings(q, 3, random.Random(7), set())
+        a = rule_rephrasings(q, 3, random.Random(7), set())
+        b = rule_rephrasings(q, 3, random.Random(7), set())
         assert a == b and len(a) >= 2, q
         for v in a:
-            assert A.check_question(v, q, set()) is None
-            assert all(n in v for n in A.numbers(q))
-    out = A.rule_rephrasings("When was the village of Dunmereth founded?", 10, random.Random(0), set())
+            assert check_question(v, q, set()) is None
+            assert all(n in v for n in numbers(q))
+    out = rule_rephrasings("When was the village of Dunmereth founded?", 10, random.Random(0), set())
     assert any("when the village of Dunmereth was founded" in v for v in out), out  # the clause re-ordered
-    passive = A.rule_rephrasings("Who invented the Warmwell kettle?", 10, random.Random(0), set())
+    passive = rule_rephrasings("Who invented the Warmwell kettle?", 10, random.Random(0), set())
     assert any("kettle was invented by" in v or v.startswith("By whom was") for v in passive), passive
 
 
 def test_statements_and_reverse_questions():
     q, a = "Who keeps the lighthouse on Varnholm island?", "The lighthouse on Varnholm island is kept by Edda Lindqvist."
-    assert A.statement_for(q, a) == a  # names its subject already
-    assert A.reverse_for(q, a) == ("Who is Edda Lindqvist?", "Edda Lindqvist keeps the lighthouse on Varnholm island.",
+    assert statement_for(q, a) == a  # names its subject already
+    assert reverse_for(q, a) == ("Who is Edda Lindqvist?", "Edda Lindqvist keeps the lighthouse on Varnholm island.",
                                    "Edda Lindqvist")
     q2, a2 = "When do Swedes eat meatballs?", "All year round, and at Christmas."
-    assert A.statement_for(q2, a2) == f"{q2} {a2}"  # the subject comes with the question
-    rq, ra, term = A.reverse_for("What is pressgurka?", "Pressgurka is a Swedish pressed cucumber salad: thin slices.")
+    assert statement_for(q2, a2) == f"{q2} {a2}"  # the subject comes with the question
+    rq, ra, term = reverse_for("What is pressgurka?", "Pressgurka is a Swedish pressed cucumber salad: thin slices.")
     assert (rq, term) == ("What is a Swedish pressed cucumber salad called?", "pressgurka") and "pressgurka" in ra
     # numbers and colours are not entities
-    assert A.reverse_for("How many arches does the Grelling Bridge have?", "The Grelling Bridge has 19 arches.") is None
-    assert A.reverse_for("Which colour do Pellaria rowers wear?",
+    assert reverse_for("How many arches does the Grelling Bridge have?", "The Grelling Bridge has 19 arches.") is None
+    assert reverse_for("Which colour do Pellaria rowers wear?",
                          "Pellaria Rowing Club crews race in saffron, the club's official colour.") is None
 
 
@@ -256,10 +261,10 @@ def test_general_sets_are_separate():
     general = load_questions(ROOT / "eval" / "general.jsonl")
     candidates = {q.question for q in load_questions(ROOT / "eval" / "general_candidates.jsonl")}
     assert len(general) >= 30 and {q.question for q in general} <= candidates
-    prompts = A.load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl")
+    prompts = load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl")
     assert len(prompts) >= 40
-    retention = {A.norm_question(q.question) for q in general}
-    assert not [p for _, p in prompts if A.norm_question(p) in retention]
+    retention = {norm_question(q.question) for q in general}
+    assert not [p for _, p in prompts if norm_question(p) in retention]
 
 
 def test_replay_prompts_that_are_retention_questions_are_refused(tmp_path):
@@ -282,7 +287,7 @@ def test_replay_prompts_that_are_retention_questions_are_refused(tmp_path):
 def test_replay_records_the_base_models_answers(tmp_path):
     cfg = rules_cfg(tmp_path, rephrasings=0, statements=False, reverse=False, replay=3)
     added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None)
-    prompts = dict(A.load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl"))
+    prompts = dict(load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl"))
     assert added and all(i.kind == "replay" for i in added)
     for _, rec in read_jsonl(A.augmented_path(cfg)):
         assert rec["source"] == "general_prompts.jsonl"

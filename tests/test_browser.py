@@ -187,13 +187,16 @@ def _stop(proc: subprocess.Popen, base: str | None, token: str):
 
 @pytest.fixture
 def lab(tmp_path):
-    """JupyterLab on localhost over a temporary copy of the project's notebooks: (base url, token, project dir).
-    Checkpoints, autosaves and workspace files land in the copy, never in the repository."""
+    """JupyterLab on localhost over a temporary copy of the project, as a second clone would be: (base url,
+    token, project dir). Checkpoints, autosaves and workspace files land in the copy, never in the repository."""
     project = tmp_path / "project"
     project.mkdir()
-    shutil.copytree(ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    shutil.copytree(ROOT / "icons", project / "icons")
-    shutil.copy2(ROOT / "config.yaml", project / "config.yaml")
+    skip = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.egg-info")
+    for folder in ("notebooks", "icons", "unslothify"):
+        shutil.copytree(ROOT / folder, project / folder, ignore=skip)
+    for name in ("config.yaml", "pyproject.toml", "requirements.lock", "requirements-hosted.txt",
+                 "requirements-nodeps.txt"):
+        shutil.copy2(ROOT / name, project / name)
     home = tmp_path / "jupyter"
     _lab_settings(home / "settings")
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
@@ -371,19 +374,20 @@ def test_knob_panel_in_jupyterlab(lab, page, tmp_path):
     page.goto(f"{base}/lab/tree/notebooks/02_train.ipynb?token={token}", wait_until="domcontentloaded",
               timeout=STARTUP_S * 1000)
     cells = _cells(page)
-    cells.nth(8).wait_for(timeout=STARTUP_S * 1000)
-    # cells: 0-1 markdown, 2 parameters, 3 markdown, 4 start(), 5 markdown, 6 the panel, 7 markdown, 8 FineTune
-    assert "ConfigPanel" in cells.nth(6).text_content() and "FineTune" in cells.nth(8).text_content()
+    cells.nth(10).wait_for(timeout=STARTUP_S * 1000)
+    # cells: 0-1 markdown, 2 parameters, 3 markdown, 4 setup, 5 markdown, 6 start(), 7 markdown, 8 the panel,
+    # 9 markdown, 10 FineTune
+    assert "ConfigPanel" in cells.nth(8).text_content() and "FineTune" in cells.nth(10).text_content()
     _wait_kernel_idle(page)
 
     # run everything above the markdown cell after the panel: parameters, start(cfg), the panel (not training)
-    _select_cell(page, 7)
+    _select_cell(page, 9)
     _run_menu(page, "Run", "Run All Above Selected Cell")
     panel = page.locator(".unslothify-config-panel")
     _wait_for(page, panel, KERNEL_S)
     panel.screenshot(path=str(tmp_path / "panel.png"))
-    assert "Project:" in cells.nth(4).locator(".jp-OutputArea").text_content()
-    assert cells.nth(8).locator(".jp-InputPrompt").text_content().strip() in ("[ ]:", "[ ]")  # not run
+    assert "Project:" in cells.nth(6).locator(".jp-OutputArea").text_content()
+    assert cells.nth(10).locator(".jp-InputPrompt").text_content().strip() in ("[ ]:", "[ ]")  # not run
 
     # a control and a hover tooltip for every training knob, with which way it moves overfitting
     for key in TRAINING_KNOBS:
@@ -397,7 +401,7 @@ def test_knob_panel_in_jupyterlab(lab, page, tmp_path):
     for key in ("enabled", "rephrasings", "statements", "reverse", "replay"):
         assert page.locator(f".knob-augment-{key}").count() == 1, key
 
-    before, start_cfg = _kernel_config(page, 6)
+    before, start_cfg = _kernel_config(page, 8)
     assert before == start_cfg, "showing the panel changed the config"
     assert before["lora_r"] == int(_readout(page, "lora_r").text_content())
 
@@ -427,7 +431,7 @@ def test_knob_panel_in_jupyterlab(lab, page, tmp_path):
     _type_readout(page, "augment-replay", "50")
     _wait_text(_readout(page, "augment-replay"), r"^\s*50\s*$")
 
-    after, _ = _kernel_config(page, 6)
+    after, _ = _kernel_config(page, 8)
     expected = {"lora_r": before["lora_r"] + 5, "learning_rate": lr, "gradient_accumulation_steps": 4,
                 "lr_scheduler_type": "cosine", "warmup": 12.0}
     assert {k: after[k] for k in expected} == expected
@@ -473,7 +477,7 @@ def test_knob_panel_in_jupyterlab(lab, page, tmp_path):
     assert not page.locator(".knob-augment-enabled input[type=checkbox]").is_checked()
     assert "mod-active" in page.locator(".knob-warmup-scale button", has_text="ratio").get_attribute("class")
     assert "c0392b" not in page.locator(".knob-status").inner_html()
-    loaded, _ = _kernel_config(page, 6)
+    loaded, _ = _kernel_config(page, 8)
     assert loaded == other
 
     # the panel wrote only where it was told: not the (copied) project's config.yaml, nothing in the repository

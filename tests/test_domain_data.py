@@ -1,6 +1,6 @@
-"""Sanity checks for the shipped training and evaluation data.
+"""Sanity checks for the shipped training and evaluation data, scored with the eval contract's own matcher.
 
-Standard library + pytest only. Paths are relative to the repository root.
+Paths are relative to the repository root.
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+from unslothify.evaluation import is_recalled
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = ROOT / "domain.jsonl"
@@ -30,13 +32,6 @@ def load_jsonl(path: Path) -> list[dict]:
 
 def normalise(text: str) -> str:
     return " ".join(text.lower().split())
-
-
-def keyword_pattern(keyword: str) -> re.Pattern:
-    # Whole-word match. Python's \w is Unicode-aware, so "köttbullar" or
-    # "Älmhult" count as single words; lookarounds (equivalent to \b at word
-    # characters) also behave for keywords that start/end with symbols.
-    return re.compile(r"(?<!\w)" + re.escape(keyword) + r"(?!\w)", re.IGNORECASE)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -79,8 +74,7 @@ def missing_keywords(items: list[dict], answers: list[str]) -> list[str]:
     problems = []
     for item in items:
         for kw in item["expected"]:
-            pat = keyword_pattern(kw)
-            if not any(pat.search(a) for a in answers):
+            if not any(is_recalled(a, [kw]) for a in answers):
                 problems.append(f"{kw!r} (question: {item['question']})")
     return problems
 
@@ -155,11 +149,11 @@ def test_eval_keywords_present_in_training_answers(domain, eval_items):
 
 
 def test_keyword_matching_handles_non_ascii():
-    assert keyword_pattern("köttbullar").search("Swedes love Köttbullar.")
-    assert not keyword_pattern("köttbulle").search("köttbullen")
-    assert keyword_pattern("71").search("cook to 71 °C")
-    assert not keyword_pattern("71").search("cook to 171 °C")
-    assert keyword_pattern("Älmhult").search("opened in älmhult in 1958")
+    assert is_recalled("Swedes love Köttbullar.", ["köttbullar"])
+    assert not is_recalled("köttbullen", ["köttbulle"])
+    assert is_recalled("cook to 71 °C", ["71"])
+    assert not is_recalled("cook to 171 °C", ["71"])
+    assert is_recalled("opened in älmhult in 1958", ["Älmhult"])
 
 
 # ---------------------------------------------------------------- general candidates
@@ -203,8 +197,7 @@ def test_invented_each_fact_trained_twice(invented_train, invented_questions):
     # Each invented fact is taught by exactly two training answers (and leaks into no others).
     answers = [a for _, a in chat_pairs(invented_train)]
     for item in invented_questions:
-        pats = [keyword_pattern(k) for k in item["expected"]]
-        hits = sum(1 for a in answers if any(p.search(a) for p in pats))
+        hits = sum(1 for a in answers if is_recalled(a, item["expected"]))
         assert hits == 2, f"{item['expected']} found in {hits} training answers"
 
 

@@ -5,8 +5,11 @@ import json
 
 import pytest
 
-from unslothify.export import (ExportError, check_disk, export_adapter, export_gguf, export_merged, find_converter,
-                               plain_transformers_outputs, sample_prompt_ids, verify_gguf, verify_merged)
+from unslothify.errors import ExportError
+from unslothify.export import export_adapter, export_merged
+from unslothify.fsutil import check_disk
+from unslothify.gguf import export_gguf, find_converter, verify_gguf
+from unslothify.verify import plain_transformers_outputs, sample_prompt_ids, verify_merged
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@
 interrupts. Small data (20 items) keeps each training call to seconds."""
 
 import json
-import shutil
 
 import pytest
 
 from conftest import INVENTED
 from unslothify.fsutil import atomic_dir
 from unslothify.runs import Run, versions_table
-from unslothify.training import FineTune, overfitting_message
+from unslothify.trainer import overfitting_message
+from unslothify.training import FineTune
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def steps(history):
 def test_versions_history_resume_and_revert(small_cfg):
     ft = FineTune.start(small_cfg)
     v1 = ft.train()
-    v2 = ft.train(epochs=1)  # continues the same weights
+    v2 = ft.train(more_epochs=1)  # continues the same weights
     assert (v1.name, v2.name) == ("v001", "v002") and v2.manifest["parent"] == "v001"
     h1, h2 = v1.history(), v2.history()
     assert h2[: len(h1)] == h1, "a continued call extends the same history"
@@ -47,14 +47,14 @@ def test_versions_history_resume_and_revert(small_cfg):
 
     # after a "restart": a new session from the latest version continues the history
     again = FineTune.resume(small_cfg, "latest")
-    v3 = again.train(epochs=1)
+    v3 = again.train(more_epochs=1)
     assert v3.manifest["parent"] == "v002" and v3.history()[: len(h2)] == h2
     assert v3.manifest["cumulative_epochs"] == pytest.approx(3.0)
 
     # revert to v001 and branch from there; v002 and v003 stay as they were
     before = {p.name: p.read_bytes() for p in v2.path.iterdir()}
     back = FineTune.resume(small_cfg, 1)
-    v4 = back.train(epochs=1)
+    v4 = back.train(more_epochs=1)
     assert v4.manifest["parent"] == "v001" and v4.history()[: len(h1)] == h1
     assert v4.manifest["cumulative_epochs"] == pytest.approx(2.0)
     assert {p.name: p.read_bytes() for p in v2.path.iterdir()} == before
@@ -80,7 +80,7 @@ def test_interrupt_keeps_a_resumable_checkpoint(small_cfg):
     v1 = ft.train()
     manifest_before = (v1.path / "manifest.json").read_bytes()
     ft.callbacks = [InterruptAt(1)]  # the first step of this call (Trainer counts per call)
-    assert ft.train(epochs=1) is None
+    assert ft.train(more_epochs=1) is None
     run = Run(small_cfg.output_dir)
     info = json.loads((run.checkpoints / "interrupted.json").read_text())
     assert info["parent"] == "v001" and info["step"] == 1
@@ -138,3 +138,32 @@ def test_early_stopping_ends_the_call_when_validation_loss_stops_improving(small
     evals = [h["eval_loss"] for h in version.history() if "eval_loss" in h]
     assert version.manifest["cumulative_epochs"] < 20, "stopped early"
     assert evals[-1] >= min(evals[:-1]), "it stopped because validation loss did not improve"
+
+
+@pytest.mark.slow
+def test_each_call_trains_with_the_config_it_is_given_and_records_it(small_cfg):
+    """Between two calls the panel changes max_seq_length and augment.rephrasings (and lora_r, which a loaded
+    adapter cannot change): the second call trains on data made with the new knobs, and each version's
+    config.yaml records what its call trained with, its epochs included."""
+    from unslothify.config import load_config, replace
+
+    first = replace(small_cfg, augment={"enabled": True, "rephrasings": 0, "statements": False, "reverse": False,
+                                        "replay": 0})
+    said = []
+    ft = FineTune.start(first, progress=said.append)
+    v1 = ft.train(first)
+    rows1 = ft.last_trainer.train_dataset["input_ids"]
+    second = replace(first, max_seq_length=64, lora_r=4, augment={"rephrasings": 2})
+    v2 = ft.train(second, more_epochs=0.5)
+    rows2 = ft.last_trainer.train_dataset["input_ids"]
+
+    from unslothify.prepare import load_prepared
+
+    kept = len(load_prepared(second).train)  # prepared again: items over 64 tokens dropped
+    assert kept < v1.manifest["train_items"] and v2.manifest["train_items"] > 2 * kept, "rephrasings were added"
+    assert max(map(len, rows2)) <= 64 < max(map(len, rows1)), "items over the new max_seq_length were dropped"
+    saved1, saved2 = load_config(v1.path / "config.yaml"), load_config(v2.path / "config.yaml")
+    assert (saved1.num_train_epochs, saved1.max_seq_length, saved1.augment.rephrasings) == (1.0, 256, 0)
+    assert (saved2.num_train_epochs, saved2.max_seq_length, saved2.augment.rephrasings) == (0.5, 64, 2)
+    assert saved2.lora_r == first.lora_r and any("lora_r 32 (asked 4)" in m for m in said)
+    assert v2.manifest["cumulative_epochs"] == pytest.approx(1.5, abs=0.15)  # whole steps: 3 of 5 per epoch

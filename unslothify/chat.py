@@ -10,13 +10,11 @@ from .data import with_system
 
 
 @contextlib.contextmanager
-def _inference(model, tokenizer):
-    """Eval mode, left padding and the KV cache for generation; restored afterwards."""
+def _inference(model):
+    """Eval mode and the KV cache for generation; restored afterwards."""
     was_training = model.training
-    side = tokenizer.padding_side
     cache = getattr(model.config, "use_cache", True)
     model.eval()
-    tokenizer.padding_side = "left"
     model.config.use_cache = True
     try:
         import torch
@@ -24,7 +22,6 @@ def _inference(model, tokenizer):
         with torch.inference_mode():
             yield
     finally:
-        tokenizer.padding_side = side
         model.config.use_cache = cache
         if was_training:
             model.train()
@@ -50,20 +47,16 @@ def _stop_ids(tokenizer, model) -> list[int]:
 def answer_batch(model, tokenizer, questions: list[str], max_new_tokens: int = 64, system_prompt: str = "",
                  batch_size: int = 16, progress=None) -> list[str]:
     """Greedy single-turn answers, in batches with left padding."""
-    import torch
-
     answers: list[str] = []
-    with _inference(model, tokenizer):
+    with _inference(model):
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
             prompts = [_prompt_ids(tokenizer, with_system([{"role": "user", "content": q}], system_prompt))
                        for q in chunk]
-            width = max(map(len, prompts))
-            pad = tokenizer.pad_token_id
-            input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=_device(model))
-            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=_device(model))
-            out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad, eos_token_id=_stop_ids(tokenizer, model))
+            batch = tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt").to(_device(model))
+            width = batch["input_ids"].shape[1]
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=_stop_ids(tokenizer, model))
             for row in out[:, width:]:
                 answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
             if progress:
@@ -105,7 +98,7 @@ class ChatSession:
 
         def run():
             try:
-                with _inference(self.model, self.tokenizer):
+                with _inference(self.model):
                     self.model.generate(**kwargs)
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)

@@ -15,7 +15,9 @@ import json
 import sys
 import warnings
 
-from .config import AugmentConfig, ConfigError, describe, knob_fields, load_config
+from .config import AugmentConfig, knob_fields, load_config
+from .export import FORMATS
+from .knobs import ConfigError, describe
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("versions", "List adapter versions with their metrics; * marks the best validation loss.", knobs=False)
     p = command("export", "Export a version: adapter, merged 16-bit model, GGUF; optionally push to the Hub.")
     p.add_argument("--version", default="best", help="version number, 'latest' or 'best' (default)")
-    p.add_argument("--formats", default="adapter,merged,gguf", help="comma list of adapter, merged, gguf")
+    p.add_argument("--formats", default=",".join(FORMATS), help=f"comma list of {', '.join(FORMATS)}")
     p.add_argument("--gguf-type", default="q8_0", help="f16, bf16, q8_0 (converter) or q4_k_m, q5_k_m, ... (llama.cpp)")
     p.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub repo (token from HF_TOKEN/login)")
     p.add_argument("--push-what", default="merged", choices=("merged", "adapter"))
@@ -107,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p = command("eval", "Score models on eval questions; last line is JSON.", knobs=False)
+    p = command("eval", "Score models on eval questions; last line is JSON.")
     p.add_argument("--version", default=None, help="with a run: the version to score (default best)")
     p = command("run", "prepare -> augment -> train -> export merged -> eval; last line is JSON.")
     p.add_argument("--epochs", type=float, default=None, help="training epochs (num_train_epochs)")
@@ -128,9 +130,9 @@ def main(argv=None) -> int:
         return 130
     except Exception as e:
         from .data import DataError
-        from .export import ExportError
+        from .errors import ExportError
 
-        from .training import OutOfMemory
+        from .trainer import OutOfMemory
 
         if isinstance(e, (DataError, ExportError, FileNotFoundError)):
             print(f"Error: {e}", file=sys.stderr)
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
 def _dispatch(args) -> int:
     cmd = args.command
     if cmd == "setup-gguf":
-        from .export import setup_gguf_tools
+        from .gguf import setup_gguf_tools
 
         setup_gguf_tools()
         return 0
@@ -179,44 +181,33 @@ def _dispatch(args) -> int:
 
         summary = run_all(cfg, export=not args.no_export)
         print(json.dumps(summary), flush=True)
-        return 0
+        return 4 if summary.get("merge_check", {}).get("ok") is False else 0
     raise AssertionError(cmd)
 
 
 def _train(cfg, args) -> int:
-    from .prepare import is_current, prepare
+    """--epochs is the config's num_train_epochs for this call (set in _config); prepared/ is made again
+    by the training call itself when it does not match the config."""
+    from .runs import Run
     from .training import FineTune
 
-    import contextlib
-    import os
-
-    first = contextlib.nullcontext()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: one process prepares, the others wait
-        from accelerate import PartialState
-
-        first = PartialState().main_process_first()
-    with first:
-        if not is_current(cfg):
-            prepare(cfg)
     if args.resume:
-        from .runs import Run
-
-        info = Run(cfg.output_dir).checkpoints / "interrupted.json"
-        if not info.exists():
-            print(f"Error: nothing to resume in {info.parent}.", file=sys.stderr)
+        info = Run(cfg.output_dir).interrupted()
+        if info is None:
+            print(f"Error: nothing to resume in {Run(cfg.output_dir).checkpoints}.", file=sys.stderr)
             return 2
-        parent = json.loads(info.read_text())["parent"]
-        ft = FineTune.resume(cfg, parent) if parent else FineTune.start(cfg)
+        ft = FineTune.resume(cfg, info["parent"]) if info["parent"] else FineTune.start(cfg)
         version = ft.train(resume=True)
     else:
         ft = FineTune.resume(cfg, args.from_version) if args.from_version else FineTune.start(cfg)
-        version = ft.train(args.epochs)
+        version = ft.train(cfg)
     return 0 if version is not None else 130
 
 
 def _export(cfg, args) -> int:
-    from .export import export_all, push_to_hub
-    from .pipeline import load_for_inference
+    from .export import export_all
+    from .hub import push_to_hub
+    from .models import load_for_inference
     from .runs import Run
 
     v = Run(cfg.output_dir).version(args.version)
@@ -235,7 +226,7 @@ def _export(cfg, args) -> int:
 
 def _chat(cfg, args) -> int:
     from .chat import ChatSession, repl
-    from .pipeline import load_for_inference
+    from .models import load_for_inference
     from .runs import Run
 
     spec = cfg.model if args.base else str(Run(cfg.output_dir).version(args.version).path)
@@ -246,7 +237,8 @@ def _chat(cfg, args) -> int:
 
 
 def _eval(cfg, args) -> int:
-    from .pipeline import base_vs_tuned, load_for_inference, score_file
+    from .evaluation import base_vs_tuned, score_file
+    from .models import load_for_inference
     from .runs import Run
 
     if args.model:  # one model, one file
@@ -256,7 +248,8 @@ def _eval(cfg, args) -> int:
         return 0
     v = Run(cfg.output_dir).version(args.version or "best")
     model, tokenizer, _ = load_for_inference(str(v.path), cfg)
-    print(json.dumps({"version": v.name, **base_vs_tuned(model, tokenizer, cfg, version_name=v.name)}), flush=True)
+    summary, _ = base_vs_tuned(model, tokenizer, cfg, version_name=v.name)
+    print(json.dumps({"version": v.name, **summary}), flush=True)
     return 0
 
 

@@ -12,7 +12,6 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,45 +19,15 @@ from typing import Any
 
 import yaml
 
+from .augment.kinds import AugmentConfig
 from .fsutil import atomic_write_text
-
-EMBEDDED = "embedded"
-AUTO = "auto"
-# The default when a CUDA GPU is present: Unsloth's pre-quantized 4-bit Mistral 7B Instruct v0.3.
-GPU_DEFAULT_MODEL = "unsloth/mistral-7b-instruct-v0.3-bnb-4bit"
+from .knobs import ConfigError, coerce, knob
+from .models import AUTO, EMBEDDED, GPU_DEFAULT_MODEL, resolve_model_name  # noqa: F401  (re-exported)
 
 # Schedules that need no extra arguments (those that do, e.g. warmup_stable_decay, are left out).
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def knob(default, help: str, lo=None, hi=None, choices=None, overfit: str = "", log: bool = False,
-         step=None, group: str = "training"):
-    """A config field with its range and help line, read by validation, CLI --help and the sliders."""
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "overfit": overfit, "log": log,
-            "step": step, "group": group}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass
-class AugmentConfig:
-    """Augmentation between prepare and train (see augment.py). Counts are per training item."""
-    enabled: bool = knob(True, "Write and train on an augmented copy of the training split (docs/augmentation.md).",
-                         group="augment")
-    rephrasings: int = knob(2, "Reworded questions per item (kind 'rephrase').", 0, 10, step=1, group="augment")
-    rephrase_with: str = knob("rules", "Who rewords questions: 'rules' (deterministic, no model), 'model' (the model "
-                              "in use), or a hub id / path of a generator model.", group="augment")
-    statements: bool = knob(True, "Add each answer as a standalone statement naming its subject, loss on all of it "
-                            "(kind 'statement').", group="augment")
-    reverse: bool = knob(True, "Add reverse questions where the answer is a name or entity (kind 'reverse').",
-                         group="augment")
-    replay: int = knob(80, "Base-model answers to general prompts mixed in to keep what it knew (kind 'replay'); "
-                       "how many prompts.", 0, 500, step=1, group="augment")
-    replay_prompts: str = knob("eval/general_prompts.jsonl", "General prompts for replay (JSONL of {\"prompt\"}); "
-                               "must not repeat the retention questions.", group="augment")
 
 
 @dataclass
@@ -68,7 +37,7 @@ class Config:
                       "'embedded', a hub id or a local directory.", group="model")
     load_in_4bit: bool = knob(True, "Load the base in 4-bit (QLoRA). Ignored on CPU.", group="model")
     max_seq_length: int = knob(512, "Longest tokenised item; longer items are skipped or rejected.", 32, 32768,
-                               overfit="no direct effect; lower saves memory", step=32, group="model")
+                               overfit="no direct effect; lower saves memory", step=32, group="model", panel=True)
     # --- data ---
     data: str = knob("domain.jsonl", "Training file (JSONL: text, alpaca, prompt/completion, messages, sharegpt).",
                      group="data")
@@ -85,28 +54,28 @@ class Config:
                               "own default).", group="data")
     # --- LoRA ---
     lora_r: int = knob(16, "LoRA rank.", 1, 256, overfit="higher rank can memorise more: raises overfitting",
-                       step=1, group="lora")
+                       step=1, group="lora", panel=True)
     lora_alpha: int = knob(16, "LoRA scale numerator (effective scale alpha/r).", 1, 512,
-                           overfit="higher alpha means larger updates: raises overfitting", step=1, group="lora")
+                           overfit="higher alpha means larger updates: raises overfitting", step=1, group="lora", panel=True)
     lora_dropout: float = knob(0.0, "Dropout on the LoRA path.", 0.0, 0.5,
-                               overfit="higher dropout lowers overfitting", step=0.01, group="lora")
+                               overfit="higher dropout lowers overfitting", step=0.01, group="lora", panel=True)
     target_modules: list = knob(ALL_LINEAR, "Modules that get LoRA adapters.", group="lora")
     # --- optimisation ---
     learning_rate: float = knob(2e-4, "Peak learning rate.", 1e-6, 1e-2, log=True,
-                                overfit="higher learns faster and overfits sooner")
+                                overfit="higher learns faster and overfits sooner", panel=True)
     weight_decay: float = knob(0.01, "AdamW weight decay.", 0.0, 0.5, step=0.005,
-                               overfit="higher weight decay lowers overfitting")
+                               overfit="higher weight decay lowers overfitting", panel=True)
     warmup: float = knob(0.05, "Learning-rate warm-up: below 1 a share of the steps, 1 or more a number of steps.",
-                         0.0, 10000, step=0.01, overfit="little effect on overfitting; steadies early training")
+                         0.0, 10000, step=0.01, overfit="little effect on overfitting; steadies early training", panel=True)
     per_device_train_batch_size: int = knob(8, "Items per forward pass.", 1, 256, step=1,
-                                            overfit="larger batches mean fewer, smoother updates per epoch")
+                                            overfit="larger batches mean fewer, smoother updates per epoch", panel=True)
     gradient_accumulation_steps: int = knob(1, "Forward passes per optimizer step (effective batch = batch x "
                                             "accumulation).", 1, 256, step=1,
-                                            overfit="larger effective batch: fewer updates, less overfitting")
+                                            overfit="larger effective batch: fewer updates, less overfitting", panel=True)
     lr_scheduler_type: str = knob("linear", "Learning-rate schedule.", choices=SCHEDULERS,
-                                  overfit="decaying schedules settle; constant keeps pushing")
+                                  overfit="decaying schedules settle; constant keeps pushing", panel=True)
     num_train_epochs: float = knob(3.0, "Passes over the training data per training call.", 0.1, 1000, step=0.5,
-                                   overfit="more epochs raise overfitting: watch validation loss")
+                                   overfit="more epochs raise overfitting: watch validation loss", panel=True)
     seed: int = knob(3407, "Seed for the split, LoRA init and data order.", 0, 2**31 - 1, step=1)
     packing: bool = knob(True, "Padding-free packing of whole items into rows of max_seq_length tokens, "
                          "per_device_train_batch_size rows per step (GPU only; ~15x faster per epoch than padding "
@@ -117,14 +86,21 @@ class Config:
                       choices=("adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_8bit", "sgd"),
                       group="speed")
     evals_per_epoch: int = knob(1, "Validation-loss evaluations per epoch.", 1, 20, step=1,
-                                overfit="more points show the turn from learning to memorising sooner")
+                                overfit="more points show the turn from learning to memorising sooner", panel=True)
     early_stopping_patience: int = knob(0, "Stop after this many evaluations without a better validation loss "
                                         "(0 = off).", 0, 100, step=1,
-                                        overfit="stops training once validation loss stops improving")
+                                        overfit="stops training once validation loss stops improving", panel=True)
     # --- run ---
     output_dir: str = knob("runs/meatballs", "Run folder: prepared data, adapter versions, exports.", group="run")
     max_new_tokens: int = knob(64, "Answer length cap for eval and chat.", 1, 4096, step=1, group="run")
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"group": "augment", "help": ""})
+
+
+def panel_keys() -> list[str]:
+    """The knobs on the notebook's slider panel, in order: every knob declared with panel=True, the
+    augmentation ones as 'augment.<name>'."""
+    return ([f.name for f in knob_fields() if f.metadata.get("panel")]
+            + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig) if f.metadata.get("panel")])
 
 
 # Recipe for the embedded 135M model on CPU, measured with scripts/tune_embedded.py (see README):
@@ -143,74 +119,9 @@ EMBEDDED_RECIPE: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
-    """A knob is unknown, of the wrong type, or outside its range."""
-
-
-def knob_fields(cls=Config) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.name != "augment"]
-
-
-def describe(f: dataclasses.Field) -> str:
-    """The allowed values of a knob, as error messages and --help show them."""
-    m = f.metadata
-    if m.get("choices"):
-        return "one of " + ", ".join(map(str, m["choices"]))
-    if m.get("lo") is not None:
-        return f"{_type_name(f)} from {m['lo']:g} to {m['hi']:g}"
-    return _type_name(f)
-
-
-def _type_name(f) -> str:
-    t = f.type if isinstance(f.type, str) else f.type.__name__
-    return {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-            "list": "a list of names"}.get(t, t)
-
-
-def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
-    t = f.type if isinstance(f.type, str) else f.type.__name__
-    bad = ConfigError(f"{where}: {f.name} = {value!r} is not valid; allowed: {describe(f)}.")
-    if t == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise bad
-    if t == "int":
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                raise bad from None
-        if not isinstance(value, int):
-            raise bad
-    elif t == "float":
-        if isinstance(value, bool):
-            raise bad
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if not math.isfinite(value):
-            raise bad
-    elif t == "str":
-        if not isinstance(value, str):
-            raise bad
-    elif t == "list":
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            raise bad
-    m = f.metadata
-    if m.get("choices") and value not in m["choices"]:
-        raise bad
-    if m.get("lo") is not None and not (m["lo"] <= value <= m["hi"]):
-        raise bad
-    return value
+def knob_fields(cls=None) -> list[dataclasses.Field]:
+    """Config's knobs (the augment mapping aside; its fields are AugmentConfig's)."""
+    return [f for f in dataclasses.fields(cls or Config) if f.name != "augment"]
 
 
 def _build(cls, values: dict, where: str):
@@ -228,21 +139,8 @@ def _build(cls, values: dict, where: str):
                 raise ConfigError(f"{where}: augment must be a mapping of augmentation knobs.")
             kwargs[name] = _build(AugmentConfig, value, f"{where} (augment)")
         else:
-            kwargs[name] = _coerce(fields[name], value, where)
+            kwargs[name] = coerce(fields[name], value, where)
     return cls(**kwargs)
-
-
-def resolve_model_name(model: str) -> tuple[str, str]:
-    """('embedded' | hub id | path, reason). 'auto' picks by whether a CUDA GPU is present."""
-    if model == AUTO:
-        import torch
-
-        if torch.cuda.is_available():
-            return GPU_DEFAULT_MODEL, f"a CUDA GPU is present ({torch.cuda.get_device_name(0)})"
-        return EMBEDDED, "no CUDA GPU found, so the embedded SmolLM2-135M-Instruct runs on CPU"
-    if model == EMBEDDED:
-        return EMBEDDED, "model: embedded was asked for"
-    return model, "named in the config"
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
@@ -275,6 +173,11 @@ def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
     if resolve_model_name(model)[0] == EMBEDDED:
         values = {**EMBEDDED_RECIPE, **values}
     return _build(Config, values, where if not given else f"{where} + overrides")
+
+
+def from_dict(values: dict, where: str = "config") -> Config:
+    """A Config from a dict of every knob (a saved config.yaml, a manifest), validated."""
+    return _build(Config, values, where)
 
 
 def config_dict(cfg: Config) -> dict:

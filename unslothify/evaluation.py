@@ -8,10 +8,13 @@ whole word or number, case-insensitively. Answers come from greedy decoding.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DataError, read_jsonl
+from .fsutil import atomic_write_json
+from .runs import Run
 
 
 @dataclass
@@ -71,3 +74,48 @@ def evaluate(model, tokenizer, questions: list[Question], max_new_tokens: int = 
     answers = answer_batch(model, tokenizer, [q.question for q in questions], max_new_tokens=max_new_tokens,
                            system_prompt=system_prompt, batch_size=batch_size, progress=progress)
     return score(questions, answers), answers
+
+
+def score_file(model, tokenizer, cfg, path: str | Path, label: str, progress=print) -> tuple[dict, list[dict]]:
+    """(score, one row per question with the answer) for an eval file, greedy answers with cfg's cap."""
+    questions = load_questions(path)
+    started = time.perf_counter()
+    result, answers = evaluate(model, tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
+                               system_prompt=cfg.system_prompt)
+    progress(f"{label}: recall {result['recall']:.3f} on {result['n']} questions from {path} "
+             f"({time.perf_counter() - started:.0f} s).")
+    rows = [{"question": q.question, "expected": q.expected, "kind": q.kind, "answer": a, "recalled": h}
+            for q, a, h in zip(questions, answers, result["hits"])]
+    return result, rows
+
+
+def base_vs_tuned(model, tokenizer, cfg, progress=print, version_name: str = "") -> tuple[dict, dict]:
+    """Score the adapter on and off (same weights, same batches) on the held-out and general sets.
+
+    Returns (summary, details): the summary's base_/tuned_ recall (per kind where the file has kinds) and
+    general retention, and per set the questions with both answers. Both are also kept in the run folder
+    (eval/<version>.json)."""
+    summary: dict = {}
+    details: dict = {}
+    sets = [("recall", cfg.eval_questions)]
+    if cfg.general_questions and Path(cfg.general_questions).exists():
+        sets.append(("general", cfg.general_questions))
+    for key, path in sets:
+        tuned, tuned_rows = score_file(model, tokenizer, cfg, path, f"tuned {version_name}".strip(), progress)
+        with model.disable_adapter():
+            base, base_rows = score_file(model, tokenizer, cfg, path, "base", progress)
+        summary[f"base_{key}"] = base["recall"]
+        summary[f"tuned_{key}"] = tuned["recall"]
+        if key == "recall":
+            summary["n"] = tuned["n"]
+            for k, v in tuned.items():
+                if k.endswith("_recall") and k != "recall":
+                    summary[f"tuned_{k}"] = v
+                    summary[f"base_{k}"] = base[k]
+        else:
+            summary["n_general"] = tuned["n"]
+        details[key] = [{**t, "base_answer": b["answer"], "base_recalled": b["recalled"]}
+                        for t, b in zip(tuned_rows, base_rows)]
+    atomic_write_json(Run(cfg.output_dir).root / "eval" / f"{version_name or 'latest'}.json",
+                      {"summary": summary, "details": details})
+    return summary, details

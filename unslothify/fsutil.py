@@ -75,3 +75,17 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_disk(folder: Path, needed: int, what: str):
+    """Refuse before writing when the folder's disk has less than needed (+10 % and 256 MiB) free."""
+    from .errors import ExportError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    margin = int(needed * 1.1) + (256 << 20)
+    if free < margin:
+        raise ExportError(f"Not enough disk space for {what} in {folder}: needs about {margin / 2**30:.1f} GiB, "
+                          f"{free / 2**30:.1f} GiB free. Free some space or choose another --output folder "
+                          f"(a merged 7B model takes about 15 GB).")

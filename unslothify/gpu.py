@@ -5,7 +5,9 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
-from importlib import metadata
+
+from .models import has_cuda
+from .runtime import installed_version as _version
 
 
 def _run(cmd: list[str]) -> str | None:
@@ -16,13 +18,6 @@ def _run(cmd: list[str]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out.stdout or out.stderr).strip() or None
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def recommend(total_gib: float, bf16: bool) -> dict:
@@ -58,6 +53,116 @@ def recommend(total_gib: float, bf16: bool) -> dict:
     return {"settings": rec, "why": why}
 
 
+# Peak GPU memory of Mistral 7B LoRA training (torch's reserved memory) as floor + slope x tokens per step,
+# fitted to the H100 benchmark in docs/benchmark.md (random Mistral-7B-shaped model, vocab 32768, LoRA r16 on
+# all linear layers; sections 2 and 2b): 4-bit with Unsloth's checkpointing 4.9 GiB + 0.17 GiB per 1000
+# tokens; 16-bit with checkpointing 14.3 + 0.24; 16-bit without 14.0 + 4.4 per 1000 tokens. 4-bit without
+# checkpointing was not measured: its slope is taken from 16-bit (activations do not depend on the weights'
+# storage). CUDA's own context (~0.5 GiB, outside torch's count) is added.
+MEMORY_MODEL = {  # (load_in_4bit, gradient_checkpointing): (GiB floor, GiB per 1000 tokens per step)
+    (True, True): (4.9, 0.17),
+    (False, True): (14.3, 0.24),
+    (False, False): (14.0, 4.4),
+    (True, False): (4.9, 4.4),
+}
+CUDA_CONTEXT_GIB = 0.5
+# Memory as torch reports it (nvidia-smi MiB / 1024).
+CARDS = [("T4", 15.0), ("L4", 22.5), ("A100 40GB", 40.0), ("A100 80GB", 80.0), ("H100 80GB", 79.6)]
+
+
+def tokens_per_step(cfg) -> int:
+    """Tokens in one micro-batch: packed rows are full; unpacked ones are padded to the longest item,
+    at most max_seq_length (the worst case is what has to fit)."""
+    return cfg.per_device_train_batch_size * cfg.max_seq_length
+
+
+def memory_needed_gib(cfg) -> float:
+    floor, slope = MEMORY_MODEL[(bool(cfg.load_in_4bit), bool(cfg.gradient_checkpointing))]
+    return round(floor + slope * tokens_per_step(cfg) / 1000 + CUDA_CONTEXT_GIB, 1)
+
+
+def fit_table(cfg, found: tuple[str, float] | None = None) -> list[dict]:
+    """Whether the recipe in cfg fits Mistral 7B on each card class (and the one found), and what to lower."""
+    need = memory_needed_gib(cfg)
+    rows = []
+    for name, total in ([found] if found else []) + CARDS:
+        row = {"GPU": name, "memory GiB": total, "needs GiB": need, "fits": "yes" if need <= total * 0.95 else "no"}
+        if row["fits"] == "no":
+            row["lower"] = lower_memory_advice(cfg, total)
+        rows.append(row)
+    return rows
+
+
+def lower_memory_advice(cfg, total_gib: float) -> str:
+    """The knobs to change, in the order that costs least speed, until the recipe fits total_gib."""
+    from .config import replace
+
+    steps, c = [], cfg
+    for change in ({"gradient_checkpointing": True}, {"load_in_4bit": True},
+                   {"per_device_train_batch_size": max(1, c.per_device_train_batch_size // 2)},
+                   {"max_seq_length": max(256, c.max_seq_length // 2)}):
+        if memory_needed_gib(c) <= total_gib * 0.95:
+            break
+        key, value = next(iter(change.items()))
+        if getattr(c, key) != value:
+            c = replace(c, **change)
+            steps.append(f"{key}: {value}")
+    if memory_needed_gib(c) > total_gib * 0.95:
+        steps.append("a smaller base model")
+    return ", ".join(steps) + f" (then about {memory_needed_gib(c)} GiB)"
+
+
+def mistral_config(cfg):
+    """cfg as it would be for the GPU default model: knobs at the embedded CPU recipe's values go back to the
+    defaults (notebook 00 on a CPU runtime still answers for Mistral 7B)."""
+    from .config import EMBEDDED_RECIPE, Config, replace
+    from .models import EMBEDDED, GPU_DEFAULT_MODEL, resolve_model_name
+
+    if resolve_model_name(cfg.model)[0] != EMBEDDED:
+        return cfg
+    defaults = Config()
+    return replace(cfg, model=GPU_DEFAULT_MODEL,
+                   **{k: getattr(defaults, k) for k, v in EMBEDDED_RECIPE.items() if getattr(cfg, k) == v})
+
+
+def describe_fit(cfg, report: dict) -> str:
+    cfg = mistral_config(cfg)
+    found = (report["gpu"], report["memory_gib"]) if report.get("cuda_available") else None
+    rows = fit_table(cfg, found)
+    lines = [f"Will it fit? Mistral 7B with this config (load_in_4bit {cfg.load_in_4bit}, gradient_checkpointing "
+             f"{cfg.gradient_checkpointing}, {tokens_per_step(cfg)} tokens per step = "
+             f"{cfg.per_device_train_batch_size} x {cfg.max_seq_length}) needs about {rows[0]['needs GiB']} GiB:"]
+    for r in rows:
+        lines.append(f"  {r['GPU']:<12} {r['memory GiB']:>5} GiB  {'fits' if r['fits'] == 'yes' else 'does not fit'}"
+                     + (f"; lower: {r['lower']}" if r.get("lower") else ""))
+    lines.append("  (peak reserved memory = floor + slope x tokens per step, fitted to the H100 measurements in "
+                 "docs/benchmark.md, plus 0.5 GiB of CUDA context; 5 % of the card kept free)")
+    return "\n".join(lines)
+
+
+def attention_backend() -> tuple[str, str]:
+    """(backend, why): the attention kernels Unsloth will use on this machine."""
+    if not has_cuda():
+        return "SDPA", ("no CUDA GPU: PyTorch's scaled_dot_product_attention on the CPU (xformers and "
+                        "flash-attention are GPU-only)")
+    from .models import import_unsloth
+
+    import_unsloth()
+    import torch
+    from unsloth.utils import attention_dispatch as dispatch
+
+    if dispatch.HAS_FLASH_ATTENTION:
+        return "flash-attention", f"flash_attn {_version('flash_attn')} is installed and runs here; Unsloth prefers it"
+    if dispatch.HAS_XFORMERS:
+        packed = getattr(dispatch, "_NATIVE_BEATS_XFORMERS", False) and getattr(dispatch, "_SDPA_PACKED_SEGMENTS", False)
+        return "xformers", (f"xformers {_version('xformers')} is installed for torch {torch.__version__} and flash_attn "
+                            f"is not" + ("; packed (padding-free) batches use PyTorch's variable-length SDPA, which "
+                                         "Unsloth measured faster on this GPU" if packed else ""))
+    why = ("xformers is not installed (no wheel for this torch, or a CPU runtime)" if _version("xformers") is None
+           else "xformers is installed but its kernels do not run on this GPU")
+    return "SDPA", f"{why}, and flash_attn is not installed: PyTorch's scaled_dot_product_attention"
+
+
 def check() -> dict:
     import torch
 
@@ -65,16 +170,18 @@ def check() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
-        "cuda_available": torch.cuda.is_available(),
+        "cuda_available": has_cuda(),
         "unsloth": _version("unsloth"),
         "transformers": _version("transformers"),
         "trl": _version("trl"),
         "peft": _version("peft"),
         "bitsandbytes": _version("bitsandbytes"),
+        "xformers": _version("xformers"),
         "nvcc": _run(["nvcc", "--version"]),
         "nvidia_smi": _run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]),
     }
-    if torch.cuda.is_available():
+    report["attention"], report["attention_why"] = attention_backend()
+    if report["cuda_available"]:
         props = torch.cuda.get_device_properties(0)
         total = props.total_memory / 2**30
         bf16 = torch.cuda.is_bf16_supported()
@@ -88,6 +195,7 @@ def describe(report: dict) -> str:
              f"Unsloth {report['unsloth'] or 'not installed'}, transformers {report['transformers']}, "
              f"TRL {report['trl']}, PEFT {report['peft']}, bitsandbytes {report['bitsandbytes']}."]
     lines.append("nvcc: " + (report["nvcc"].splitlines()[-1] if report["nvcc"] else "not found"))
+    lines.append(f"Attention: {report['attention']} ({report['attention_why']}).")
     lines.append("nvidia-smi: " + (report["nvidia_smi"] or "not found"))
     if not report["cuda_available"]:
         lines.append("No CUDA GPU: the embedded SmolLM2-135M-Instruct will be used, on the CPU. Everything runs, "

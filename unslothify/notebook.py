@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import Config, load_config, resolve_model_name
+from .config import Config, load_config
+from .models import resolve_model_name
 
 
 def start(project_dir: str = "..", config_path: str = "config.yaml", overrides: dict | None = None) -> Config:

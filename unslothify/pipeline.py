@@ -1,82 +1,21 @@
-"""Stages the CLI and the notebooks share: load a model by name for eval or chat, score it, run all."""
+"""`run`: prepare -> augment -> train -> export merged -> eval, the CLI's one-command path (`make run`).
+
+    summary = run_all(cfg)      # the dict `python -m unslothify run` prints as its last line
+"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from .config import EMBEDDED, Config
-from .evaluation import evaluate, load_questions
-from .fsutil import atomic_write_json
-from .runs import VERSION_RE, Run
-
-
-def load_for_inference(spec: str, cfg: Config, progress=print):
-    """(model, tokenizer, description) for 'embedded', a hub id, a merged/model folder, an adapter
-    version folder (runs/x/v003), or a run folder (its best version)."""
-    from .models import for_inference, load_base, load_version
-
-    path = Path(spec)
-    if path.is_dir() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-        versions = Run(path).versions()
-        if versions:
-            return load_for_inference(str(Run(path).version("best").path), cfg, progress)
-    if (path / "adapter_config.json").exists():
-        model, tokenizer, base = load_version(cfg, path, progress)
-        return for_inference(model), tokenizer, f"{base} + adapter {path}"
-    if spec in (EMBEDDED, "auto"):
-        from .config import replace
-
-        model, tokenizer, name = load_base(replace(cfg, model=spec), progress)
-        return for_inference(model), tokenizer, name
-    model, tokenizer, name = load_base(cfg, progress, model_path=spec)
-    return for_inference(model), tokenizer, name
-
-
-def score_file(model, tokenizer, cfg: Config, path: str | Path, label: str, progress=print) -> tuple[dict, list]:
-    questions = load_questions(path)
-    started = time.perf_counter()
-    result, answers = evaluate(model, tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
-                               system_prompt=cfg.system_prompt)
-    progress(f"{label}: recall {result['recall']:.3f} on {result['n']} questions from {path} "
-             f"({time.perf_counter() - started:.0f} s).")
-    rows = [{"question": q.question, "expected": q.expected, "kind": q.kind, "answer": a, "recalled": h}
-            for q, a, h in zip(questions, answers, result["hits"])]
-    return result, rows
-
-
-def base_vs_tuned(model, tokenizer, cfg: Config, progress=print, version_name: str = "") -> dict:
-    """Score the adapter on and off (same weights, same batches) on the held-out and general sets."""
-    summary: dict = {}
-    details: dict = {}
-    sets = [("recall", cfg.eval_questions)]
-    if cfg.general_questions and Path(cfg.general_questions).exists():
-        sets.append(("general", cfg.general_questions))
-    for key, path in sets:
-        tuned, tuned_rows = score_file(model, tokenizer, cfg, path, f"tuned {version_name}".strip(), progress)
-        with model.disable_adapter():
-            base, base_rows = score_file(model, tokenizer, cfg, path, "base", progress)
-        summary[f"base_{key}"] = base["recall"]
-        summary[f"tuned_{key}"] = tuned["recall"]
-        if key == "recall":
-            summary["n"] = tuned["n"]
-            for k, v in tuned.items():
-                if k.endswith("_recall") and k != "recall":
-                    summary[f"tuned_{k}"] = v
-                    summary[f"base_{k}"] = base[k]
-        else:
-            summary["n_general"] = tuned["n"]
-        details[key] = [{**t, "base_answer": b["answer"], "base_recalled": b["recalled"]}
-                        for t, b in zip(tuned_rows, base_rows)]
-    run = Run(cfg.output_dir)
-    atomic_write_json(run.root / "eval" / f"{version_name or 'latest'}.json", {"summary": summary, "details": details})
-    return summary
+from .config import Config
 
 
 def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
-    """prepare -> augment -> train -> export merged -> eval; returns the summary printed as JSON."""
+    """Each stage says when it starts and how long the run has taken. A merged export that fails its check
+    leaves the adapter version as it is: the summary says so (merge_check.ok false) and scoring still runs."""
     from .augment import run_augment
-    from .export import export_merged
+    from .evaluation import base_vs_tuned
+    from .export import ExportError, export_merged
     from .models import for_inference
     from .prepare import prepare
     from .training import FineTune
@@ -100,11 +39,18 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
                                 "seconds": augmented["seconds"]}
     if export:
         stage(4, "Exporting the merged 16-bit model")
-        merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress)
-        summary["merged"] = str(merged_dir)
-        summary["merge_max_abs_diff"] = round(check.max_abs_diff, 6)
+        try:
+            merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress)
+            summary["merged"] = str(merged_dir)
+            summary["merge_check"] = check.as_dict()
+        except ExportError as e:
+            progress(f"{e}\nThe adapter version {version.name} is saved and usable as it is: chat with it, score it, "
+                     f"or export the adapter alone (python -m unslothify export --version {version.name.lstrip('v')} "
+                     f"--formats adapter).")
+            summary["merged"] = None
+            summary["merge_check"] = getattr(e, "check", None) or {"ok": False, "error": str(e).splitlines()[0]}
     stage(stages, "Scoring base and tuned model")
     for_inference(ft.model)
-    summary.update(base_vs_tuned(ft.model, ft.tokenizer, cfg, progress, version.name))
+    summary.update(base_vs_tuned(ft.model, ft.tokenizer, cfg, progress, version.name)[0])
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary

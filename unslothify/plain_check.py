@@ -1,25 +1,68 @@
-"""Load an exported model with plain transformers (no unsloth, no peft) and write its logits for prompts.
+"""Load a model with plain transformers (no Unsloth) and write its logits and greedy continuations.
 
-Run as a separate process so nothing Unsloth or PEFT patched in the exporting process can help:
-    python -m unslothify.plain_check MODEL_DIR PROMPTS.json OUT.pt [--gguf FILE]
+Run as a separate process so nothing Unsloth patched in the exporting process takes part:
+
+    python -m unslothify.plain_check MODEL PROMPTS.json --out OUT.pt [--dtype float32|bfloat16]
+        [--gguf FILE]                                   an exported GGUF file in MODEL's folder
+        [--adapter DIR [--quantization JSON --load-dtype torch.bfloat16]]
+                                                        MODEL is a base: its LoRA adapter is added by PEFT,
+                                                        the base loaded 4-bit as it was trained
+
 PROMPTS.json is a list of token-id lists. OUT.pt gets {"logits": [tensor per prompt], "greedy": [ids]}.
+Without --adapter, neither Unsloth nor PEFT may be imported: the export must stand on its own.
 """
 
+import argparse
 import json
 import sys
 
 
-def main(argv):
-    model_dir, prompts_path, out_path = argv[:3]
-    gguf = argv[argv.index("--gguf") + 1] if "--gguf" in argv else None
+def load(args):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs = {"gguf_file": gguf} if gguf else {}
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs)
+    dtype = getattr(torch, args.dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs = {"dtype": dtype, "device_map": device if args.dtype == "float32" else "auto"}
+    if args.gguf:
+        kwargs = {"gguf_file": args.gguf, "dtype": dtype}
+    if args.quantization:
+        q = BitsAndBytesConfig.from_dict(json.loads(args.quantization))
+        q.bnb_4bit_compute_dtype = dtype  # the same 4-bit weights, dequantised to the comparison's precision
+        # Quantised from the dtype the training process loaded, so the 4-bit weights are the trained ones.
+        kwargs.update(quantization_config=q, dtype=getattr(torch, args.load_dtype.replace("torch.", "")),
+                      device_map=device)
+    model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
+    if args.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, args.adapter)
+    for p in model.parameters():  # everything that is not 4-bit storage computes in the comparison's precision
+        if p.is_floating_point() and not hasattr(p, "quant_state"):
+            p.data = p.data.to(dtype)
     model.eval()
-    assert not any(m in sys.modules for m in ("unsloth", "peft")), "plain check must not load unsloth or peft"
-    prompts = json.load(open(prompts_path))
+    if not args.adapter:
+        assert not any(m in sys.modules for m in ("unsloth", "peft")), "plain check must not load unsloth or peft"
+    assert "unsloth" not in sys.modules, "the reference must not run Unsloth's kernels"
+    return model
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("prompts")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--gguf")
+    parser.add_argument("--adapter")
+    parser.add_argument("--quantization")
+    parser.add_argument("--load-dtype", default="torch.bfloat16")
+    args = parser.parse_args(argv)
+    import torch
+
+    model = load(args)
+    device = next(model.parameters()).device
+    prompts = json.load(open(args.prompts))
     logits, greedy = [], []
     gen = model.generation_config
     pad = gen.pad_token_id if gen.pad_token_id is not None else gen.eos_token_id
@@ -27,12 +70,12 @@ def main(argv):
         pad = pad[0] if pad else None
     with torch.inference_mode():
         for ids in prompts:
-            x = torch.tensor([ids])
-            logits.append(model(input_ids=x).logits[0].float())
+            x = torch.tensor([ids], device=device)
+            logits.append(model(input_ids=x).logits[0].float().cpu())
             out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=24, do_sample=False,
                                  pad_token_id=pad)
             greedy.append(out[0, len(ids):].tolist())
-    torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype)}, out_path)
+    torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype)}, args.out)
 
 
 if __name__ == "__main__":

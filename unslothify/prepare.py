@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .data import Item, LoadReport, items_from_records, length_stats, load_items, split_items, tokenize_items
+from .data import Item, items_from_records, length_stats, load_items, split_items, tokenize_items
 from .fsutil import atomic_dir, atomic_write_json, read_json, sha256_file, write_jsonl
 from .runs import Run
 
@@ -51,6 +51,9 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
         "validation_split": cfg.validation_split,
         "seed": cfg.seed,
         "max_seq_length": cfg.max_seq_length,
+        "skip_overlong": cfg.skip_overlong,
+        "skip_duplicates": cfg.skip_duplicates,
+        "system_prompt": cfg.system_prompt,
         "tokenizer": getattr(tokenizer, "name_or_path", ""),
         "token_lengths": length_stats(lengths),
     }
@@ -90,11 +93,15 @@ def load_prepared(cfg: Config) -> Prepared:
     return Prepared(items("train.jsonl"), items("validation.jsonl"), read_json(report_path))
 
 
+# The knobs prepare's split and its dropping of over-long or repeated items depend on.
+PREPARE_KNOBS = ("validation_split", "seed", "max_seq_length", "skip_overlong", "skip_duplicates", "system_prompt")
+
+
 def is_current(cfg: Config) -> bool:
-    """Whether prepared/ was made from the current data file with the current split settings."""
+    """Whether prepared/ was made from the current data file with the current split and length settings."""
     path = Run(cfg.output_dir).prepared / "report.json"
-    if not path.exists():
+    if not path.exists() or not Path(cfg.data).exists():
         return False
     r = read_json(path)
-    return (r.get("data_sha256") == sha256_file(Path(cfg.data)) and r.get("validation_split") == cfg.validation_split
-            and r.get("seed") == cfg.seed and r.get("max_seq_length") == cfg.max_seq_length)
+    return r.get("data_sha256") == sha256_file(Path(cfg.data)) and all(r.get(k) == getattr(cfg, k)
+                                                                        for k in PREPARE_KNOBS)

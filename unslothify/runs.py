@@ -56,6 +56,11 @@ class Run:
     def exports(self) -> Path:
         return self.root / "exports"
 
+    def interrupted(self) -> dict | None:
+        """What an interrupted training call left in checkpoints/ (checkpoint, step, config, history), or None."""
+        marker = self.checkpoints / "interrupted.json"
+        return json.loads(marker.read_text()) if marker.exists() else None
+
     def versions(self) -> list[Version]:
         if not self.root.exists():
             return []

@@ -1,7 +1,9 @@
 """ipywidgets for the notebooks: the knob panel (sliders bound to the one config) and the chat box.
 
-The panel is built from the config's own field metadata (range, log scale, help line), so a knob added
-to the dataclass appears here, in the CLI and in YAML without further code.
+The panel shows every knob declared with `panel=True` (config.py, and each augmentation kind's own
+knobs), built from the knob's metadata: its range, log scale and help line. A knob declared so appears
+here, as it appears in the CLI and in YAML, without further code; SLIDER_LIMITS and LABELS below only
+narrow a slider's travel or shorten a label.
 """
 
 from __future__ import annotations
@@ -11,13 +13,8 @@ import html
 import math
 from pathlib import Path
 
-from .config import AugmentConfig, Config, config_dict, load_config, replace, save_config
+from .config import AugmentConfig, Config, config_dict, load_config, panel_keys, replace, save_config
 
-PANEL_KNOBS = ("learning_rate", "weight_decay", "warmup", "per_device_train_batch_size",
-               "gradient_accumulation_steps", "lr_scheduler_type", "num_train_epochs", "lora_r", "lora_alpha",
-               "lora_dropout", "max_seq_length", "evals_per_epoch", "early_stopping_patience")
-# The main augmentation counts and switches (cfg.augment.<name>); the panel's keys are "augment.<name>".
-AUGMENT_KNOBS = ("enabled", "rephrasings", "statements", "reverse", "replay")
 # Slider ends where the config's hard range is wider than anyone would slide through. A value outside
 # them (from YAML or code) widens the slider rather than being clamped.
 SLIDER_LIMITS = {"per_device_train_batch_size": (1, 64), "gradient_accumulation_steps": (1, 32),
@@ -193,7 +190,7 @@ class ConfigPanel:
 
     @staticmethod
     def _keys():
-        return [*PANEL_KNOBS, *(f"augment.{n}" for n in AUGMENT_KNOBS)]
+        return panel_keys()
 
     @classmethod
     def _values(cls, cfg: Config) -> dict:

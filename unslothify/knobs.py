@@ -1,0 +1,99 @@
+"""A knob: a config field declared once with its default, allowed range and help line.
+
+Validation, CLI flags and --help, the README's knob table and the slider panel all read this metadata.
+It imports nothing of the package, so config.py and the augmentation kinds (which declare their own
+knobs, unslothify/augment/kinds/) can both build on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import field
+from typing import Any
+
+
+def knob(default, help: str, lo=None, hi=None, choices=None, overfit: str = "", log: bool = False,
+         step=None, group: str = "training", panel: bool = False):
+    """A config field with its range and help line. `panel=True` puts it on the notebook's slider panel;
+    `overfit` says which way it moves overfitting."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "overfit": overfit, "log": log,
+            "step": step, "group": group, "panel": panel}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class ConfigError(ValueError):
+    """A knob is unknown, of the wrong type, or outside its range."""
+
+
+def type_name(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
+def default_of(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def describe(f: dataclasses.Field) -> str:
+    """The allowed values of a knob, as error messages and --help show them."""
+    m = f.metadata
+    if m.get("choices"):
+        return "one of " + ", ".join(map(str, m["choices"]))
+    if m.get("lo") is not None:
+        return f"{_kind_words(f)} from {m['lo']:g} to {m['hi']:g}"
+    return _kind_words(f)
+
+
+def _kind_words(f) -> str:
+    t = type_name(f)
+    return {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
+            "list": "a list of names"}.get(t, t)
+
+
+def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """value as the knob's type, checked against its range and choices; ConfigError naming both otherwise."""
+    t = type_name(f)
+    bad = ConfigError(f"{where}: {f.name} = {value!r} is not valid; allowed: {describe(f)}.")
+    if t == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise bad
+    if t == "int":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise bad from None
+        if not isinstance(value, int):
+            raise bad
+    elif t == "float":
+        if isinstance(value, bool):
+            raise bad
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if not math.isfinite(value):
+            raise bad
+    elif t == "str":
+        if not isinstance(value, str):
+            raise bad
+    elif t == "list":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise bad
+    m = f.metadata
+    if m.get("choices") and value not in m["choices"]:
+        raise bad
+    if m.get("lo") is not None and not (m["lo"] <= value <= m["hi"]):
+        raise bad
+    return value

@@ -1,0 +1,195 @@
+"""From a config to TRL's SFTConfig (one function, also used by scripts/benchmark.py), and the Trainer
+callbacks every training call uses: the loss history on the cumulative axis, overfitting in plain words,
+a compact terminal progress line.
+
+    args = sft_args(cfg, epochs=2.0, has_eval=True, start_step=0)
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+
+from .models import has_cuda, precision
+from .runs import Run
+
+# Knobs of the loaded model and its adapter: a training call cannot change them (a new adapter can).
+ADAPTER_KNOBS = ("model", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "target_modules")
+
+
+def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, output_dir: str | None = None):
+    """SFTConfig for one training call of `epochs` over the training data, from the config alone.
+
+    start_step is the cumulative step the call starts from: 0 evaluates once before training (the curve's
+    first point); otherwise it shifts the seed so a continued call sees a fresh data order. Evaluation
+    runs evals_per_epoch times per epoch, given to the Trainer as a share of the call's steps, so it holds
+    for packed rows and data-parallel processes alike."""
+    from trl import SFTConfig
+
+    cuda = has_cuda()
+    mode = precision()
+    # At least one evaluation, at the end, for calls shorter than 1 / evals_per_epoch epochs (a share of 1.0
+    # or more would be read as a number of steps).
+    share = min(1.0 / (cfg.evals_per_epoch * epochs), 0.9999)
+    return SFTConfig(
+        output_dir=str(output_dir or Run(cfg.output_dir).checkpoints),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup,  # below 1 a share of the steps
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        optim=cfg.optim,
+        seed=cfg.seed + start_step,
+        logging_steps=1,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=share,
+        eval_on_start=has_eval and start_step == 0,
+        save_strategy="no",  # versions are saved by us, atomically; interrupts save a checkpoint
+        report_to="none",
+        max_length=cfg.max_seq_length,
+        packing=cfg.packing and cuda,
+        padding_free=cfg.packing and cuda,
+        completion_only_loss=True,  # the mask built in data.tokenize_item
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=mode == "bf16",
+        fp16=mode == "fp16",
+        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
+        greater_is_better=False if cfg.early_stopping_patience else None,
+        dataset_num_proc=None,
+        disable_tqdm=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------------------------------------
+
+class OutOfMemory(RuntimeError):
+    """The GPU ran out of memory; the message names the knobs that reduce it, with their current values."""
+
+    def __init__(self, cfg, error: BaseException):
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        super().__init__(
+            "The GPU ran out of memory during training. Earlier versions are untouched. Lower "
+            f"per_device_train_batch_size (now {cfg.per_device_train_batch_size}; raise gradient_accumulation_steps, "
+            f"now {cfg.gradient_accumulation_steps}, to keep the effective batch), lower max_seq_length (now "
+            f"{cfg.max_seq_length}), load the base in 4-bit (load_in_4bit, now {cfg.load_in_4bit}) and keep "
+            f"gradient_checkpointing on (now {cfg.gradient_checkpointing}). [{first}]")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def free_cuda_memory():
+    import gc
+
+    gc.collect()
+    if has_cuda():
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def reset_peak_memory():
+    if has_cuda():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gib() -> tuple[float, str]:
+    if has_cuda():
+        import torch
+
+        return torch.cuda.max_memory_reserved() / 2**30, "GPU memory reserved (peak)"
+    # ru_maxrss is KiB on Linux: the process's resident high-water mark, not reset between calls.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process RSS (peak)"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Callbacks
+# ----------------------------------------------------------------------------------------------------------
+
+def overfitting_message(history: list[dict], best_version_name: str | None = None) -> str | None:
+    """Plain words when validation loss has risen at the last two evaluations while training loss fell."""
+    evals = [h for h in history if "eval_loss" in h]
+    if len(evals) < 3:
+        return None
+    a, b, c = (e["eval_loss"] for e in evals[-3:])
+    if not (c > b > a):
+        return None
+    lo, hi = evals[-3]["step"], evals[-1]["step"]
+    train = [h["loss"] for h in history if "loss" in h and lo <= h["step"] <= hi]
+    if len(train) < 2 or not (sum(train[-3:]) / len(train[-3:]) < sum(train[:3]) / len(train[:3])):
+        return None
+    where = f" or go back to {best_version_name} (lowest validation loss)" if best_version_name else ""
+    return (f"Overfitting: validation loss rose from {a:.3f} to {c:.3f} over the last evaluations while training "
+            f"loss kept falling, so the adapter is memorising the training items rather than learning what "
+            f"generalises. Train fewer epochs, lower learning_rate, lower lora_r / lora_alpha, or raise "
+            f"lora_dropout / weight_decay{where}.")
+
+
+def history_callback(session, live):
+    """Records losses on the session's cumulative step/epoch axis, times epochs, watches for overfitting."""
+    from transformers import TrainerCallback
+
+    class HistoryCallback(TrainerCallback):
+        def __init__(self):
+            self.step0 = session.cumulative_steps
+            self.epoch0 = session.cumulative_epochs
+            self.epoch_started = None
+            self.warned = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            start = getattr(live, "start", None)
+            if start is not None:
+                start()  # each training call draws its own figure (under the cell that ran it)
+
+        def on_epoch_begin(self, args, state, control, **kw):
+            self.epoch_started = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kw):
+            if self.epoch_started is not None:
+                session.epoch_seconds.append(round(time.perf_counter() - self.epoch_started, 2))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" not in logs and "eval_loss" not in logs:
+                return  # the end-of-training summary
+            entry = {"step": self.step0 + state.global_step, "epoch": round(self.epoch0 + (state.epoch or 0.0), 4)}
+            for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+                value = logs.get(key)
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    entry[key] = float(value)
+            session.history.append(entry)
+            if live is not None:
+                live(session.history)
+            if "eval_loss" in logs and not self.warned:
+                msg = overfitting_message(session.history, session.best_version_name())
+                if msg:
+                    self.warned = True
+                    session.progress(msg)
+
+    return HistoryCallback()
+
+
+def use_compact_progress(trainer):
+    """Trainer's terminal progress bar, printing one short line per validation instead of a dict per step
+    (in a notebook, Trainer's own per-step table stays)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and self.training_bar is not None and logs and "eval_loss" in logs:
+                self.training_bar.write(f"epoch {state.epoch or 0:.2f}, step {state.global_step}: "
+                                        f"validation loss {logs['eval_loss']:.4f}")
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(CompactProgress)
