@@ -18,6 +18,7 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install -r requirements.lock
 	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m unslothify.runtime xformers
 	touch $@
 
 install: $(STAMP)

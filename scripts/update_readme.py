@@ -41,7 +41,20 @@ def bad_input_table() -> str:
     return out.getvalue().strip()
 
 
-SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table}
+def colab_table() -> str:
+    """An "Open in Colab" badge per notebook, from the repository URL the notebooks clone."""
+    from unslothify.runtime import REPO_URL
+
+    repo = REPO_URL.removeprefix("https://github.com/")
+    badge = "https://colab.research.google.com/assets/colab-badge.svg"
+    rows = ["| notebook | open |", "|---|---|"]
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        url = f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{nb.name}"
+        rows.append(f"| `{nb.stem}` | [![Open In Colab]({badge})]({url}) |")
+    return "\n".join(rows)
+
+
+SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table}
 
 
 def render(text: str) -> str:
