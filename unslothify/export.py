@@ -86,6 +86,8 @@ def merge_to_16bit(model, tokenizer, folder: Path, dtype=None, shard_bytes: int 
     from safetensors.torch import save_file
 
     dtype = dtype or storage_dtype(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     lora = {name: m for name, m in base.named_modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")}
     inside = tuple(f"{name}." for name in lora)
