@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import Config, config_dict, from_dict, replace, save_config
-from .fsutil import atomic_dir, atomic_write_json, sha256_file
+from .fsutil import atomic_dir, atomic_write_json
 from .models import has_cuda, precision
 from .runs import Run, Version, best_version
 from .runtime import installed_version
@@ -263,15 +263,15 @@ class FineTune:
         train_losses = [h["loss"] for h in self.history if "loss" in h]
         eval_losses = [h["eval_loss"] for h in self.history if "eval_loss" in h]
         peak, peak_kind = peak_memory_gib()
-        data_file = Path(self.cfg.data)
         manifest = {
             "base_model": self.cfg.model,
             "base_model_path": self.model_path,
             "base_model_revision": _revision(self.model),
             "parent": self.parent,
             "config": config_dict(self.cfg),
-            "data_file": str(data_file),
-            "data_sha256": sha256_file(data_file) if data_file.exists() else prepared.report.get("data_sha256"),
+            "data_file": str(self.cfg.data),
+            "data_sha256": prepared.report.get("data_sha256"),  # prepared/ matched the data when this call began
+            "data_items": prepared.report.get("items", prepared.report.get("lines_read")),
             "train_items": len(train_items),
             "validation_items": len(prepared.validation),
             "epochs_this_call": self.cfg.num_train_epochs,
