@@ -22,8 +22,9 @@ from .fsutil import atomic_dir, atomic_write_json
 from .models import has_cuda, precision
 from .runs import Run, Version, best_version
 from .runtime import installed_version
-from .trainer import (ADAPTER_KNOBS, OutOfMemory, free_cuda_memory, history_callback, is_out_of_memory,
-                      peak_memory_gib, reset_peak_memory, sft_args, use_compact_progress)
+from .trainer import (ADAPTER_KNOBS, OutOfMemory, check_trackers, free_cuda_memory, history_callback,
+                      is_out_of_memory, peak_memory_gib, reset_peak_memory, sft_args, tracker_env,
+                      use_compact_progress)
 
 PACKAGES = ("unslothify", "unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "datasets",
             "accelerate", "bitsandbytes", "xformers")
@@ -152,10 +153,6 @@ class FineTune:
         Returns the new Version, or None when interrupted (a resumable checkpoint is then kept; call
         train(resume=True) to finish that call)."""
         import datasets as hf_datasets
-        from transformers import EarlyStoppingCallback
-        from trl import SFTTrainer
-
-        from .models import for_training
 
         hf_datasets.disable_progress_bars()
         interrupted = self.run.interrupted()
@@ -168,9 +165,20 @@ class FineTune:
             cfg, more_epochs = from_dict(interrupted["config"], "interrupted.json"), interrupted["epochs"]
             self.history = interrupted["history_before"]
         call = self._call_config(cfg, more_epochs)
+        check_trackers(call)
         train_ds, val_ds, prepared, train_items = self.datasets(call)
         self.cfg = call
-        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps)
+        name = self.run.next_version_path().name  # the version this call makes names its tracker run
+        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps, run_name=name)
+        with tracker_env(call, self.run, name):
+            return self._train(call, args, train_ds, val_ds, prepared, train_items, interrupted if resume else None)
+
+    def _train(self, call, args, train_ds, val_ds, prepared, train_items, interrupted) -> Version | None:
+        from transformers import EarlyStoppingCallback
+        from trl import SFTTrainer
+
+        from .models import for_training
+
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
         if call.early_stopping_patience and val_ds is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=call.early_stopping_patience))
@@ -184,7 +192,7 @@ class FineTune:
         reset_peak_memory()
         started = time.perf_counter()
         try:
-            trainer.train(resume_from_checkpoint=interrupted["checkpoint"] if resume else None)
+            trainer.train(resume_from_checkpoint=interrupted["checkpoint"] if interrupted else None)
         except KeyboardInterrupt:
             self._save_interrupted(trainer, call, history_before)
             self._unwrap(trainer)
