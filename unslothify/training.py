@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import Config, config_dict, from_dict, replace, save_config
 from .fsutil import atomic_dir, atomic_write_json
-from .models import has_cuda, precision
+from .models import TEMPLATE_NOTE, has_cuda, precision
 from .runs import Run, Version, best_version
 from .runtime import installed_version
 from .trainer import (ADAPTER_KNOBS, OutOfMemory, check_trackers, free_cuda_memory, history_callback,
@@ -72,6 +72,8 @@ class FineTune:
         from .models import load_version
 
         v = Run(cfg.output_dir).version(version)
+        # The adapter keeps the chat template it was trained with (its tokenizer is saved with it).
+        cfg = replace(cfg, chat_template=v.manifest["config"].get("chat_template", "auto"))
         model, tokenizer, path = load_version(cfg, v.path, progress)
         progress(f"Continuing from {v.name} ({v.manifest['cumulative_epochs']:g} epochs, "
                  f"validation loss {v.eval_loss if v.eval_loss is not None else 'n/a'}).")
@@ -275,6 +277,7 @@ class FineTune:
             "base_model": self.cfg.model,
             "base_model_path": self.model_path,
             "base_model_revision": _revision(self.model),
+            "chat_template": getattr(self.tokenizer, TEMPLATE_NOTE, None),  # which template, and why
             "parent": self.parent,
             "config": config_dict(self.cfg),
             "data_file": str(self.cfg.data),
