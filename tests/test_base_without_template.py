@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import INVENTED
+from secrets_scan import FAKE_TOKEN, files_containing_token
 from unslothify.data import with_system
 
 TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse on Varnholm island?"},
@@ -77,15 +78,21 @@ def test_chat_and_eval_use_the_versions_template(bare_run):
 
 
 @pytest.mark.slow
-def test_exports_render_the_prompt_the_trainer_saw_with_cards_and_a_modelfile(bare_run):
+def test_exports_render_the_prompt_the_trainer_saw_with_cards_and_a_modelfile(bare_run, monkeypatch):
     from huggingface_hub import ModelCard
     from transformers import AutoTokenizer
 
+    from unslothify.errors import ExportError
+    from unslothify.evaluation import base_vs_tuned
     from unslothify.export import export_all
-    from unslothify.models import EMBEDDED_HUB_ID
+    from unslothify.hub import push_to_hub
+    from unslothify.models import EMBEDDED_HUB_ID, load_for_inference
     from unslothify.ollama import chat_text, parse_modelfile, render
 
     cfg, ft, version, _ = bare_run
+    if not (ft.run.root / "eval" / f"{version.name}.json").exists():  # scored by the test before, if it ran
+        model, tokenizer, _ = load_for_inference(str(version.path), cfg)
+        base_vs_tuned(model, tokenizer, cfg, version_name=version.name)
     train_ds, _, _, train_items = ft.datasets(cfg)
     results = export_all(ft.model, ft.tokenizer, version, cfg, formats=("adapter", "merged", "gguf"))
     assert results["merge_check"].ok
@@ -114,8 +121,15 @@ def test_exports_render_the_prompt_the_trainer_saw_with_cards_and_a_modelfile(ba
         assert "ollama create" in text and "from_pretrained" in text and "learning_rate:" in text
         if kind == "merged":
             assert "top-1 token agreement" in text and results["gguf"].name in text
-    assert "| recall on 2 held-out questions" in ModelCard.load(results["merged"] / "README.md").text, \
-        "the scores of the previous test's eval"
+    assert "| recall on 2 held-out questions" in ModelCard.load(results["merged"] / "README.md").text
+
+    # A Hub push writes the card again, its snippets naming the repo (the push itself fails: no network here).
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    with pytest.raises(ExportError, match="Push of"):
+        push_to_hub(results["merged"], "someone/varnholm-model")
+    card = ModelCard.load(results["merged"] / "README.md")
+    assert 'from_pretrained("someone/varnholm-model")' in card.text and card.data.base_model == EMBEDDED_HUB_ID
+    assert files_containing_token(ft.run.root) == []
 
 
 def llama_cpp_rendering(gguf_file, messages):

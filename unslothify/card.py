@@ -126,7 +126,7 @@ def _body(info: dict, kind: str, ref: str) -> str:
              f"{_fmt(info['validation_items'])} validation), SHA-256 `{info['data_sha256']}` |",
              f"| epochs / steps | {_fmt(info['epochs'])} / {_fmt(info['steps'])} (all versions in the chain) |",
              f"| final train / validation loss | {_fmt(info['final_train_loss'])} / {_fmt(info['final_eval_loss'])} |",
-             f"| made with | " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v) + " |"]
+             "| made with | " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v) + " |"]
     s = info.get("scores")
     lines += ["", "## Evaluation", ""]
     if s:

@@ -95,7 +95,14 @@ def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
             raise bad
     elif t == "dict":
-        if isinstance(value, str):  # a CLI flag: "question=prompt,answer=completion"
+        if isinstance(value, str) and value.strip().startswith("{"):  # a CLI flag in YAML: "{q: question}"
+            import yaml
+
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise bad from None
+        if isinstance(value, str):  # a CLI flag: "q=question,a=answer"
             pairs = [p.partition("=") for p in value.split(",") if p.strip()]
             if not all(sep for _, sep, _ in pairs):
                 raise bad

@@ -15,7 +15,6 @@ import json
 import platform
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from .config import Config, config_dict, from_dict, replace, save_config
 from .fsutil import atomic_dir, atomic_write_json
