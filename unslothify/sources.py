@@ -154,6 +154,9 @@ def _load_hub(src: Source):
         if "split" in str(e).lower():
             raise DataError(f"{src.where}: {_first_line(e)}") from None
         raise DataError(f"{src.where}: could not be loaded as a dataset ({_first_line(e)}).") from None
+    except datasets.exceptions.DatasetNotFoundError as e:  # the Hub answered: no such (visible) dataset
+        raise DataError(f"{src.where}: no such dataset on the Hugging Face Hub, or it is private or gated (log in "
+                        f"with `hf auth login`) ({_first_line(e)}).") from None
     except (ConnectionError, OSError) as e:
         if src.local:
             raise DataError(f"{src.where}: could not be loaded as a dataset ({_first_line(e)}).") from None
