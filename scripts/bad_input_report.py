@@ -11,9 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bad_input_cases import CASES, GOOD  # noqa: E402
+from bad_input_cases import CASES, GOOD, SOURCE_CASES  # noqa: E402
 
 from unslothify.data import DataError, load_items  # noqa: E402
+from unslothify.sources import load_items as load_source  # noqa: E402
 
 
 def main():
@@ -38,6 +39,16 @@ def main():
             load_items(path, skip_duplicates=False)
         except DataError as e:
             print(f"| duplicates (skip_duplicates: false) | error: {str(e).replace(str(path), 'data.jsonl')} |")
+        for name, file_name, content, columns, _ in SOURCE_CASES:
+            path = Path(td) / file_name
+            content(path) if callable(content) else path.write_bytes(content)
+            try:
+                load_source(str(path), columns=columns)
+                outcome = "accepted (unexpected)"
+            except DataError as e:
+                outcome = "error: " + str(e).replace(str(path), file_name)
+            given = f" (columns: {columns})" if columns else ""
+            print(f"| {name}{given} | {outcome.replace('|', '/')} |")
 
 
 if __name__ == "__main__":

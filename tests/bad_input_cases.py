@@ -34,7 +34,44 @@ CASES = [
     ("a JSON array, not JSONL", b'[{"text": "a"},\n {"text": "b"}]', ["line 1", "one JSON array"]),
     ("a CSV file", b"question,answer\nWhat?,That.\n", ["line 1", "not valid JSON", "CSV"]),
     ("not an object", b'"just a string"\n', ["line 1", "expected a JSON object"]),
-    ("no known format", b'{"question": "Q", "answer": "A"}\n', ["line 1", "no known format"]),
+    ("no known format", b'{"query": "Q", "reply": "A"}\n', ["line 1", "no known format"]),
     ("content not a string", '{"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "A"}]}'.encode(),
      ["line 1", "messages[0].content", "must be a string"]),
+]
+
+
+def _parquet(rows):
+    def write(path):
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(path)
+    return write
+
+
+# Other file types (unslothify/sources.py): (name, file name, bytes or a writer of the file, columns knob,
+# substrings the message must contain).
+SOURCE_CASES = [
+    ("CSV: an empty cell", "data.csv", b"question,answer\nWhat?,That.\nWhy?,\n", {},
+     ["row 2", "column 'answer' is empty"]),
+    ("CSV: an unknown column", "data.csv", b"question,answer,colour\nWhat?,That.,red\n", {},
+     ["row 1", "unknown column 'colour'", "columns:"]),
+    ("CSV: columns of no known format", "data.csv", b"q,a\nWhat?,That.\n", {},
+     ["row 1", "no known format in columns ['a', 'q']", "columns:"]),
+    ("CSV: a row with an extra cell", "data.csv", b"question,answer\nWhat?,That.\nWhy?,Because.,extra\n", {},
+     ["could not be read as CSV", "line 3"]),
+    ("CSV: a mapped column that is not there", "data.csv", b"q,a\nWhat?,That.\n", {"q": "question", "answr": "answer"},
+     ["columns knob maps 'answr'", "columns: q, a"]),
+    ("CSV: a mapped column left empty", "data.csv", b"q,a\nWhat?,That.\nWhy?,\n", {"q": "question", "a": "answer"},
+     ["row 2", "column 'a' is empty"]),
+    ("TSV: non-UTF-8 bytes", "data.tsv", "question\tanswer\nWhat?\tK\xf6ttbullar.\n".encode("latin-1"), {},
+     ["line 2", "not UTF-8", "iconv"]),
+    ("JSON array: a record with a missing field", "data.json",
+     b'[{"instruction": "Say hi", "output": "Hi."}, {"instruction": "Say bye"}]', {},
+     ["row 2", "missing column 'output'"]),
+    ("JSON array: a wrong chat role", "data.json",
+     b'[{"messages": [{"role": "human", "content": "Q"}, {"role": "assistant", "content": "A"}]}]', {},
+     ["row 1", "messages[0].role", "'human'"]),
+    ("Parquet: an empty answer", "data.parquet", _parquet([{"prompt": "What?", "completion": "That."},
+                                                            {"prompt": "Why?", "completion": " "}]), {},
+     ["row 2", "column 'completion' is empty"]),
 ]

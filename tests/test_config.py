@@ -94,3 +94,23 @@ def test_every_ranged_knob_rejects_out_of_range_and_wrong_type(f):
     with pytest.raises(ConfigError) as e:
         load_config(None, model="embedded", **{f.name: "lots"})
     assert f"{f.name} = 'lots' is not valid" in str(e.value)
+
+
+def test_mapping_and_list_knobs_from_yaml_and_flags(tmp_path):
+    from unslothify.cli import _config, build_parser
+
+    path = tmp_path / "c.yaml"
+    path.write_text("columns: {q: question, a: answer}\nreport_to: tensorboard\nchat_template: chatml\n")
+    cfg = load_config(path, model="embedded")
+    assert (cfg.columns, cfg.report_to, cfg.chat_template) == ({"q": "question", "a": "answer"}, ["tensorboard"], "chatml")
+    assert load_config(save_config(cfg, tmp_path / "saved.yaml")) == cfg
+    args = build_parser().parse_args(["prepare", "--config", str(path), "--columns", "prompt=question,reply=answer",
+                                      "--report-to", "tensorboard,wandb", "--chat-template", "auto"])
+    cfg = _config(args)
+    assert cfg.columns == {"prompt": "question", "reply": "answer"} and cfg.report_to == ["tensorboard", "wandb"]
+    assert cfg.chat_template == "auto"
+    assert Config().report_to == ["none"] and Config().columns == {}
+    with pytest.raises(ConfigError, match="columns = 'q' is not valid; allowed: a mapping of names to names"):
+        load_config(None, model="embedded", columns="q")
+    with pytest.raises(ConfigError, match="report_to = \\['wandb', 'comet'\\] is not valid"):
+        load_config(None, model="embedded", report_to=["wandb", "comet"])

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: config.yaml if present)")
         p.add_argument("--model", default=None, help="'auto', 'embedded', a hub id or a local folder")
-        p.add_argument("--data", default=None, help="training file (any supported JSONL format)")
+        p.add_argument("--data", default=None, help="training data: JSONL, JSON, CSV, TSV or Parquet file, a saved "
+                       "dataset folder, or a Hub dataset id; optional :split")
         p.add_argument("--eval-questions", dest="eval_questions", default=None,
                        help="JSONL of {question, expected}")
         p.add_argument("--output", default=None, help="run folder (output_dir)")

@@ -27,6 +27,7 @@ from .models import AUTO, EMBEDDED, GPU_DEFAULT_MODEL, resolve_model_name  # noq
 # Schedules that need no extra arguments (those that do, e.g. warmup_stable_decay, are left out).
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
+TRACKERS = ("none", "tensorboard", "wandb", "trackio")
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -39,8 +40,12 @@ class Config:
     max_seq_length: int = knob(512, "Longest tokenised item; longer items are skipped or rejected.", 32, 32768,
                                overfit="no direct effect; lower saves memory", step=32, group="model", panel=True)
     # --- data ---
-    data: str = knob("domain.jsonl", "Training file (JSONL: text, alpaca, prompt/completion, messages, sharegpt).",
+    data: str = knob("domain.jsonl", "Training data: a JSONL, JSON (array), CSV, TSV or Parquet file, a folder "
+                     "saved by datasets' save_to_disk, or a Hub dataset id, each with an optional ':split'.",
                      group="data")
+    columns: dict = knob({}, "Map your columns to the format fields, {your_column: field} (e.g. {q: question, "
+                         "a: answer}); only mapped columns are read. Empty: columns are matched by name.",
+                         group="data")
     eval_questions: str = knob("eval/questions.jsonl", "Held-out questions for recall ({question, expected}).",
                                group="data")
     general_questions: str = knob("eval/general.jsonl", "General questions scored for retention.", group="data")
@@ -52,6 +57,10 @@ class Config:
                                group="data")
     system_prompt: str = knob("", "System message added to chat items that have none ('' keeps the template's "
                               "own default).", group="data")
+    chat_template: str = knob("auto", "'auto' uses the model's own chat template, or picks one of Unsloth's named "
+                              "templates where the tokenizer has none; or a name of one (chatml, mistral, alpaca, "
+                              "llama-3, ...: unsloth.chat_templates.CHAT_TEMPLATES). Saved with every version.",
+                              group="model")
     # --- LoRA ---
     lora_r: int = knob(16, "LoRA rank.", 1, 256, overfit="higher rank can memorise more: raises overfitting",
                        step=1, group="lora", panel=True)
@@ -90,6 +99,9 @@ class Config:
     early_stopping_patience: int = knob(0, "Stop after this many evaluations without a better validation loss "
                                         "(0 = off).", 0, 100, step=1,
                                         overfit="stops training once validation loss stops improving", panel=True)
+    report_to: list = knob(["none"], "Experiment trackers TRL logs to, beside the notebook's live plot (wandb "
+                           "and trackio read their own login; tensorboard writes to <run>/logs).",
+                           choices=TRACKERS, group="run")
     # --- run ---
     output_dir: str = knob("runs/meatballs", "Run folder: prepared data, adapter versions, exports.", group="run")
     max_new_tokens: int = knob(64, "Answer length cap for eval and chat.", 1, 4096, step=1, group="run")

@@ -1,11 +1,15 @@
 """Training data: read, validate, normalise, split, tokenise, describe.
 
-Supported JSONL formats, detected per file from the keys of its records:
+Supported formats, detected per file from the keys of its records (the columns of a table):
   text               {"text": "..."}                                  loss on all of it
   alpaca             {"instruction", "input" (optional), "output"}    loss on the output
   prompt_completion  {"prompt", "completion"}                         loss on the completion
+  question_answer    {"question", "answer"}                           loss on the answer
   messages           {"messages": [{"role", "content"}, ...]}          loss on assistant turns
   sharegpt           {"conversations": [{"from", "value"}, ...]}       loss on gpt turns
+
+JSONL files are read here; JSON arrays, CSV, TSV, Parquet, saved datasets and Hub datasets by sources.py,
+which hands its rows to items_from_rows like the JSONL reader does.
 
 Every format except `text` becomes chat `messages` and is rendered with the model's own chat template.
 """
@@ -28,6 +32,7 @@ FORMAT_KEYS = {
     "sharegpt": ({"conversations"}, set()),
     "alpaca": ({"instruction", "output"}, {"input", "system"}),
     "prompt_completion": ({"prompt", "completion"}, set()),
+    "question_answer": ({"question", "answer"}, {"system"}),
     "text": ({"text"}, set()),
 }
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -115,13 +120,13 @@ def _whole_file_hint(path: Path, raw: bytes) -> str:
     except json.JSONDecodeError:
         whole = None
     if isinstance(whole, list):
-        return (" This file is one JSON array, not JSON Lines: write one object per line, e.g. "
-                "python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(open(sys.argv[1]))]\" FILE")
+        return (" This file is one JSON array, not JSON Lines: name it .json to have it read as an array "
+                "(data: my_data.json).")
     if isinstance(whole, dict):
         return " This file is a single JSON document, not JSON Lines (one object per line)."
     head = raw[:200].decode("utf-8", errors="replace")
     if "," in head.split("\n")[0] and "{" not in head:
-        return " It looks like CSV: convert it to JSONL with one object per line."
+        return " It looks like CSV: name it .csv to have it read as a table with a header row (data: my_data.csv)."
     return ""
 
 
@@ -146,7 +151,7 @@ def detect_format(record: dict, where: str) -> str:
         raise DataError(f"{where}: missing field {missing[0]!r} for the {best[1]} format "
                         f"(found fields: {', '.join(sorted(keys)) or 'none'}).")
     raise DataError(f"{where}: no known format in fields {sorted(keys) or '{}'}. Use one of: "
-                    "text; instruction/input/output; prompt/completion; messages; conversations.")
+                    "text; instruction/input/output; prompt/completion; question/answer; messages; conversations.")
 
 
 def _nonempty(value, where: str, name: str) -> str:
@@ -222,6 +227,12 @@ def normalise(record: dict, fmt: str, where: str) -> tuple[list[dict] | None, st
         if record.get("system"):
             messages.insert(0, {"role": "system", "content": _nonempty(record["system"], where, "system")})
         return messages, None
+    if fmt == "question_answer":
+        messages = [{"role": "user", "content": _nonempty(record["question"], where, "question")},
+                    {"role": "assistant", "content": _nonempty(record["answer"], where, "answer")}]
+        if record.get("system"):
+            messages.insert(0, {"role": "system", "content": _nonempty(record["system"], where, "system")})
+        return messages, None
     if fmt == "prompt_completion":
         prompt, completion = record["prompt"], record["completion"]
         if isinstance(prompt, list) and isinstance(completion, list):  # TRL's conversational prompt-completion
@@ -232,40 +243,46 @@ def normalise(record: dict, fmt: str, where: str) -> tuple[list[dict] | None, st
 
 
 def load_items(path: str | Path, skip_duplicates: bool = True) -> tuple[list[Item], LoadReport]:
-    """Read, validate and normalise one file. All-or-nothing: the first bad line raises DataError."""
+    """Read, validate and normalise one JSONL file. All-or-nothing: the first bad line raises DataError.
+    (Other file types, folders and Hub datasets: unslothify/sources.py, which ends in items_from_rows.)"""
     path = Path(path)
-    rows = read_jsonl(path)
+    return items_from_rows(read_jsonl(path), str(path), "line", skip_duplicates)
+
+
+def items_from_rows(rows: list[tuple[int, dict]], source: str, unit: str = "line",
+                    skip_duplicates: bool = True) -> tuple[list[Item], LoadReport]:
+    """Validate and normalise [(number, record)] read from `source`; errors name '<source>, <unit> <number>'."""
     fmt = None
     items: list[Item] = []
     seen: dict[str, int] = {}
     duplicates: list[int] = []
     for number, record in rows:
-        where = f"{path}, line {number}"
+        where = f"{source}, {unit} {number}"
         this = detect_format(record, where)
         if fmt is None:
             fmt, first_line = this, number
         elif this != fmt:
-            raise DataError(f"{where}: this record is in the {this} format but line {first_line} set the file's "
+            raise DataError(f"{where}: this record is in the {this} format but {unit} {first_line} set the file's "
                             f"format to {fmt}. Keep one format per file (split the file, or convert the records).")
         messages, text = normalise(record, fmt, where)
         kind = record.get("kind", "original")
         if not isinstance(kind, str):
             raise DataError(f"{where}: field 'kind' must be a string.")
-        item = Item(line=number, source=str(path), messages=messages, text=text, kind=kind,
+        item = Item(line=number, source=source, messages=messages, text=text, kind=kind,
                     source_line=record.get("source_line"))
         key = item.key()
         if key in seen:
             if not skip_duplicates:
-                raise DataError(f"{where}: duplicate of line {seen[key]}. Remove it, or set skip_duplicates: true "
+                raise DataError(f"{where}: duplicate of {unit} {seen[key]}. Remove it, or set skip_duplicates: true "
                                 "to drop repeats with a warning.")
             duplicates.append(number)
             continue
         seen[key] = number
         items.append(item)
-    report = LoadReport(str(path), fmt, len(rows), duplicates=duplicates)
+    report = LoadReport(source, fmt, len(rows), duplicates=duplicates)
     if duplicates:
-        warnings.warn(f"{path}: dropped {len(duplicates)} duplicate item(s) at line(s) {_lines(duplicates)}.",
-                      stacklevel=2)
+        warnings.warn(f"{source}: dropped {len(duplicates)} duplicate item(s) at {unit}(s) {_lines(duplicates)}.",
+                      stacklevel=3)
     return items, report
 
 

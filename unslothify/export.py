@@ -3,7 +3,8 @@
   adapter  the LoRA adapter alone (a copy of a version folder)
   merged   a 16-bit safetensors model that plain transformers loads; its logits are checked against the
            adapter on its base (unslothify/verify.py)
-  gguf     llama.cpp / Ollama file made from the merged model by llama.cpp's own converter (gguf.py)
+  gguf     llama.cpp / Ollama file made from the merged model by llama.cpp's own converter (gguf.py), with
+           an Ollama Modelfile beside it (ollama.py)
 
     results = export_all(model, tokenizer, version, cfg, formats=("merged", "gguf"))
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .card import card_info, write_card
 from .errors import ExportError
 from .fsutil import atomic_dir, atomic_write_json, check_disk
 from .hub import push_to_hub  # noqa: F401  (the notebooks import it from here)
@@ -29,11 +31,13 @@ def merged_size_bytes(model) -> int:
 
 
 def export_adapter(version_dir: str | Path, out_dir: str | Path) -> Path:
+    """A copy of the version folder, with a model card."""
     version_dir, out_dir = Path(version_dir), Path(out_dir)
     with atomic_dir(out_dir, overwrite=True) as tmp:
         for f in version_dir.iterdir():
             if f.is_file():
                 shutil.copy2(f, tmp / f.name)
+        write_card(tmp, card_info(version_dir.parent, version_dir.name), "adapter", model_ref=str(out_dir))
     return out_dir
 
 
@@ -42,9 +46,10 @@ def export_adapter(version_dir: str | Path, out_dir: str | Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------
 
 def export_merged(model, tokenizer, out_dir: str | Path, prompts: list[str] | None = None,
-                  progress=print) -> tuple[Path, MergeCheck]:
+                  progress=print, version=None) -> tuple[Path, MergeCheck]:
     """Merge the adapter into 16-bit weights, then verify against the adapter on its base. A merge that
-    fails its check raises ExportError (with the figures) and leaves nothing behind."""
+    fails its check raises ExportError (with the figures) and leaves nothing behind. With the Version the
+    adapter came from, the folder gets a model card (README.md)."""
     out_dir = Path(out_dir)
     check_disk(out_dir.parent, merged_size_bytes(model), "the merged 16-bit model")
     prompt_ids = sample_prompt_ids(tokenizer, prompts or SAMPLE_PROMPTS)
@@ -56,6 +61,8 @@ def export_merged(model, tokenizer, out_dir: str | Path, prompts: list[str] | No
         if not check.ok:
             raise ExportError(f"The merged model does not match the adapter on its base: {check.summary()}. "
                               "Nothing was written.", check=check.as_dict())
+        if version is not None:
+            write_card(tmp, card_info(version.path.parent, version.name, check.as_dict()), "merged", str(out_dir))
     progress(f"Merged model verified: {check.summary()}.")
     return out_dir, check
 
@@ -179,15 +186,20 @@ def export_all(model, tokenizer, version, cfg, formats=FORMATS, gguf_type: str =
         results["adapter"] = export_adapter(version.path, out / "adapter")
         progress(f"Adapter {version.name} -> {results['adapter']}")
     if "merged" in formats or "gguf" in formats:
-        results["merged"], results["merge_check"] = export_merged(model, tokenizer, out / "merged", progress=progress)
+        results["merged"], results["merge_check"] = export_merged(model, tokenizer, out / "merged", progress=progress,
+                                                                  version=version)
     if "gguf" in formats:
-        gguf = export_gguf(results["merged"], out / f"{version.name}.{gguf_type.upper()}.gguf", gguf_type, progress)
+        gguf = export_gguf(results["merged"], out / f"{version.name}.{gguf_type.upper()}.gguf", gguf_type, progress,
+                           system_prompt=cfg.system_prompt)
         check = verify_gguf(gguf, results["merged"], tokenizer)
         progress(f"GGUF {gguf}: {check.summary()}.")
         results["gguf"], results["gguf_check"] = gguf, check
+        write_card(results["merged"], card_info(version.path.parent, version.name, results["merge_check"].as_dict(),
+                                                gguf=gguf.name), "merged", str(results["merged"]))
     atomic_write_json(out / "exports.json", {
         "version": version.name,
         **{k: str(v) for k, v in results.items() if k in FORMATS},
+        **({"modelfile": str(results["gguf"].parent / "Modelfile")} if "gguf" in results else {}),
         **({"merge_check": results["merge_check"].as_dict()} if "merge_check" in results else {}),
         **({"gguf_check": results["gguf_check"].as_dict()} if "gguf_check" in results else {}),
     })

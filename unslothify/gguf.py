@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import ExportError
 from .fsutil import atomic_dir, check_disk
 from .models import cache_dir
+from .ollama import write_modelfile
 from .verify import SAMPLE_PROMPTS, MergeCheck, compare, plain_transformers_outputs, same_until_eos, sample_prompt_ids
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist carries llama.cpp's converter, gguf-py and conversion/ at this version
@@ -80,9 +81,11 @@ def _quantize_with_llama_cpp(src: Path, dst: Path, method: str):
         raise ExportError(f"llama.cpp could not quantize {src} to {method} (code {rc}).")
 
 
-def export_gguf(merged_dir: str | Path, out_file: str | Path, method: str = "q8_0", progress=print) -> Path:
-    """GGUF from a merged model folder. f32/f16/bf16/q8_0 come straight from the converter; other
-    types (q4_k_m, q5_k_m, ...) are quantized from an f16 GGUF by llama.cpp."""
+def export_gguf(merged_dir: str | Path, out_file: str | Path, method: str = "q8_0", progress=print,
+                system_prompt: str = "") -> Path:
+    """GGUF from a merged model folder, with an Ollama `Modelfile` beside it (ollama.py). f32/f16/bf16/q8_0
+    come straight from the converter; other types (q4_k_m, q5_k_m, ...) are quantized from an f16 GGUF by
+    llama.cpp."""
     merged_dir, out_file = Path(merged_dir), Path(out_file)
     method = method.lower()
     converter = find_converter()
@@ -111,6 +114,7 @@ def export_gguf(merged_dir: str | Path, out_file: str | Path, method: str = "q8_
         os.replace(staged, out_file)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+    write_modelfile(out_file, merged_dir, system_prompt, progress)
     return out_file
 
 

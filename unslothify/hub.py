@@ -1,5 +1,5 @@
-"""The Hugging Face Hub: push an export. The token comes from huggingface_hub (HF_TOKEN, or
-`huggingface-cli login`) and is never printed, logged or saved by this package."""
+"""The Hugging Face Hub: push an export with its model card. The token comes from huggingface_hub (HF_TOKEN,
+or `huggingface-cli login`) and is never printed, logged or saved by this package."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = True, progress
     if not token:
         raise ExportError("No Hugging Face token: set HF_TOKEN in the environment or run "
                           "`huggingface-cli login`, then push again.")
+    from .card import minimal_card, read_info, write_card
+
+    saved = read_info(folder)
+    if saved is not None:  # the card again, its usage snippets naming the repo
+        write_card(folder, saved[1], saved[0], model_ref=repo_id)
+    elif not (Path(folder) / "README.md").exists():
+        minimal_card(folder)
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)

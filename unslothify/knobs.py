@@ -39,6 +39,8 @@ def default_of(f: dataclasses.Field):
 def describe(f: dataclasses.Field) -> str:
     """The allowed values of a knob, as error messages and --help show them."""
     m = f.metadata
+    if m.get("choices") and type_name(f) == "list":
+        return "one of " + ", ".join(map(str, m["choices"])) + ", or a list of them"
     if m.get("choices"):
         return "one of " + ", ".join(map(str, m["choices"]))
     if m.get("lo") is not None:
@@ -49,7 +51,8 @@ def describe(f: dataclasses.Field) -> str:
 def _kind_words(f) -> str:
     t = type_name(f)
     return {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-            "list": "a list of names"}.get(t, t)
+            "list": "a list of names",
+            "dict": "a mapping of names to names"}.get(t, t)
 
 
 def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
@@ -91,8 +94,28 @@ def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
             raise bad
+    elif t == "dict":
+        if isinstance(value, str) and value.strip().startswith("{"):  # a CLI flag in YAML: "{q: question}"
+            import yaml
+
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise bad from None
+        if isinstance(value, str):  # a CLI flag: "q=question,a=answer"
+            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+            if not all(sep for _, sep, _ in pairs):
+                raise bad
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str) and v
+                                                  for k, v in value.items()):
+            raise bad
+        return dict(value)
     m = f.metadata
-    if m.get("choices") and value not in m["choices"]:
+    if m.get("choices") and t == "list":
+        if not all(v in m["choices"] for v in value):
+            raise bad
+    elif m.get("choices") and value not in m["choices"]:
         raise bad
     if m.get("lo") is not None and not (m["lo"] <= value <= m["hi"]):
         raise bad

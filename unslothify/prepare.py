@@ -6,12 +6,12 @@ Nothing is written unless the whole file is valid; prepared/ is replaced atomica
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from .config import Config
-from .data import Item, items_from_records, length_stats, load_items, split_items, tokenize_items
-from .fsutil import atomic_dir, atomic_write_json, read_json, sha256_file, write_jsonl
+from .data import DataError, Item, items_from_records, length_stats, split_items, tokenize_items
+from .fsutil import atomic_dir, atomic_write_json, read_json, write_jsonl
 from .runs import Run
+from .sources import display_name, fingerprint, load_items
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Prepared:
 def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> Prepared:
     from .models import load_tokenizer
 
-    items, load_report = load_items(cfg.data, skip_duplicates=cfg.skip_duplicates)
+    items, load_report = load_items(cfg.data, skip_duplicates=cfg.skip_duplicates, columns=cfg.columns)
     train, val = split_items(items, cfg.validation_split, cfg.seed)
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg, progress)
@@ -35,15 +35,16 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
     lengths = train_lengths + val_lengths
     overlong = sorted(train_overlong + val_overlong)
     if not train:
-        from .data import DataError
-
         raise DataError(f"{cfg.data}: no training items left after dropping {len(overlong)} over-long item(s); "
                         f"raise max_seq_length (now {cfg.max_seq_length}).")
     report = {
         "data": str(cfg.data),
-        "data_sha256": sha256_file(Path(cfg.data)),
+        "data_sha256": fingerprint(cfg.data),
         "format": load_report.format,
         "lines_read": load_report.n_read,
+        "items": len(items),
+        "columns": cfg.columns,
+        "chat_template": cfg.chat_template,
         "duplicates_dropped": load_report.duplicates,
         "overlong_dropped": overlong,
         "train_items": len(train),
@@ -66,7 +67,7 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
             from .plots import length_histogram
 
             length_histogram(lengths, cfg.max_seq_length, tmp / "lengths.png",
-                             title=f"Token lengths: {Path(cfg.data).name} ({len(lengths)} items)")
+                             title=f"Token lengths: {display_name(cfg.data)} ({len(lengths)} items)")
     s = report["token_lengths"]
     progress(f"Prepared {len(train)} training and {len(val)} validation items from {cfg.data} "
              f"({load_report.format} format). Tokens per item: min {s['min']}, median {s['median']}, "
@@ -94,14 +95,19 @@ def load_prepared(cfg: Config) -> Prepared:
 
 
 # The knobs prepare's split and its dropping of over-long or repeated items depend on.
-PREPARE_KNOBS = ("validation_split", "seed", "max_seq_length", "skip_overlong", "skip_duplicates", "system_prompt")
+PREPARE_KNOBS = ("validation_split", "seed", "max_seq_length", "skip_overlong", "skip_duplicates", "system_prompt",
+                 "columns", "chat_template")
 
 
 def is_current(cfg: Config) -> bool:
-    """Whether prepared/ was made from the current data file with the current split and length settings."""
+    """Whether prepared/ was made from the current data with the current split and length settings."""
     path = Run(cfg.output_dir).prepared / "report.json"
-    if not path.exists() or not Path(cfg.data).exists():
+    if not path.exists():
         return False
     r = read_json(path)
-    return r.get("data_sha256") == sha256_file(Path(cfg.data)) and all(r.get(k) == getattr(cfg, k)
-                                                                        for k in PREPARE_KNOBS)
+    if not all(r.get(k) == getattr(cfg, k) for k in PREPARE_KNOBS):
+        return False
+    try:
+        return r.get("data_sha256") == fingerprint(cfg.data)
+    except DataError:  # the data is gone or unreadable: prepare again, which says why
+        return False

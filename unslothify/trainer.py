@@ -7,18 +7,85 @@ a compact terminal progress line.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import resource
 import time
 
 from .models import has_cuda, precision
 from .runs import Run
 
-# Knobs of the loaded model and its adapter: a training call cannot change them (a new adapter can).
-ADAPTER_KNOBS = ("model", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "target_modules")
+# Knobs of the loaded model and its adapter: a training call cannot change them (a new adapter can). The chat
+# template is the adapter's too: it was trained on prompts rendered with it.
+ADAPTER_KNOBS = ("model", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "chat_template")
 
 
-def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, output_dir: str | None = None):
+def trackers(cfg) -> list[str] | str:
+    """report_to for TRL: the trackers named, or 'none'."""
+    named = [t for t in cfg.report_to if t != "none"]
+    return named or "none"
+
+
+def check_trackers(cfg):
+    """A clear error before training when a tracker's package is missing (transformers would fail later)."""
+    from transformers.integrations import is_tensorboard_available, is_trackio_available, is_wandb_available
+
+    from .knobs import ConfigError
+
+    have = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available, "trackio": is_trackio_available}
+    missing = [t for t in cfg.report_to if t in have and not have[t]()]
+    if missing:
+        hint = "pip install -r requirements-trackers.txt" if missing == ["tensorboard"] else \
+            "pip install " + " ".join(missing)
+        raise ConfigError(f"report_to names {', '.join(missing)}, which is not installed: {hint}, or set "
+                          f"report_to: none.")
+
+
+@contextlib.contextmanager
+def tracker_env(cfg, run: Run, name: str):
+    """Where the trackers write during one training call: TensorBoard to <run>/logs/<version>, W&B's local
+    files under <run>/logs; each run is named after the version the call makes. transformers reads these
+    variables (TENSORBOARD_LOGGING_DIR, WANDB_DIR) rather than arguments; a value the user set is kept, and
+    the environment is restored afterwards. No key is read or written here: wandb and trackio use their own
+    login (WANDB_API_KEY / `wandb login`, or WANDB_MODE=offline)."""
+    wanted = {}
+    if "tensorboard" in cfg.report_to:
+        wanted["TENSORBOARD_LOGGING_DIR"] = str(run.root / "logs" / name)
+    if "wandb" in cfg.report_to:
+        wanted["WANDB_DIR"] = str(run.root / "logs")
+        (run.root / "logs").mkdir(parents=True, exist_ok=True)
+    before = {k: os.environ.get(k) for k in wanted}
+    for k, v in wanted.items():
+        os.environ.setdefault(k, v)
+    try:
+        yield
+    finally:
+        _finish_runs(cfg)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _finish_runs(cfg):
+    """End the W&B / Trackio run a training call opened (transformers leaves it open for later evaluations),
+    so that the next call, whose steps start at 0 again, logs to a run of its own."""
+    for name in ("wandb", "trackio"):
+        if name in cfg.report_to:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+            if name == "wandb" and module.run is None:
+                continue
+            with contextlib.suppress(Exception):  # trackio without an open run; nothing to end then
+                module.finish()
+
+
+def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, output_dir: str | None = None,
+             run_name: str | None = None):
     """SFTConfig for one training call of `epochs` over the training data, from the config alone.
 
     start_step is the cumulative step the call starts from: 0 evaluates once before training (the curve's
@@ -49,7 +116,8 @@ def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, out
         eval_steps=share,
         eval_on_start=has_eval and start_step == 0,
         save_strategy="no",  # versions are saved by us, atomically; interrupts save a checkpoint
-        report_to="none",
+        report_to=trackers(cfg),
+        run_name=run_name,
         max_length=cfg.max_seq_length,
         packing=cfg.packing and cuda,
         padding_free=cfg.packing and cuda,

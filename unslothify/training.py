@@ -15,15 +15,15 @@ import json
 import platform
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from .config import Config, config_dict, from_dict, replace, save_config
-from .fsutil import atomic_dir, atomic_write_json, sha256_file
-from .models import has_cuda, precision
+from .fsutil import atomic_dir, atomic_write_json
+from .models import TEMPLATE_NOTE, has_cuda, precision
 from .runs import Run, Version, best_version
 from .runtime import installed_version
-from .trainer import (ADAPTER_KNOBS, OutOfMemory, free_cuda_memory, history_callback, is_out_of_memory,
-                      peak_memory_gib, reset_peak_memory, sft_args, use_compact_progress)
+from .trainer import (ADAPTER_KNOBS, OutOfMemory, check_trackers, free_cuda_memory, history_callback,
+                      is_out_of_memory, peak_memory_gib, reset_peak_memory, sft_args, tracker_env,
+                      use_compact_progress)
 
 PACKAGES = ("unslothify", "unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "datasets",
             "accelerate", "bitsandbytes", "xformers")
@@ -71,6 +71,8 @@ class FineTune:
         from .models import load_version
 
         v = Run(cfg.output_dir).version(version)
+        # The adapter keeps the chat template it was trained with (its tokenizer is saved with it).
+        cfg = replace(cfg, chat_template=v.manifest["config"].get("chat_template", "auto"))
         model, tokenizer, path = load_version(cfg, v.path, progress)
         progress(f"Continuing from {v.name} ({v.manifest['cumulative_epochs']:g} epochs, "
                  f"validation loss {v.eval_loss if v.eval_loss is not None else 'n/a'}).")
@@ -152,10 +154,6 @@ class FineTune:
         Returns the new Version, or None when interrupted (a resumable checkpoint is then kept; call
         train(resume=True) to finish that call)."""
         import datasets as hf_datasets
-        from transformers import EarlyStoppingCallback
-        from trl import SFTTrainer
-
-        from .models import for_training
 
         hf_datasets.disable_progress_bars()
         interrupted = self.run.interrupted()
@@ -168,9 +166,20 @@ class FineTune:
             cfg, more_epochs = from_dict(interrupted["config"], "interrupted.json"), interrupted["epochs"]
             self.history = interrupted["history_before"]
         call = self._call_config(cfg, more_epochs)
+        check_trackers(call)
         train_ds, val_ds, prepared, train_items = self.datasets(call)
         self.cfg = call
-        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps)
+        name = self.run.next_version_path().name  # the version this call makes names its tracker run
+        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps, run_name=name)
+        with tracker_env(call, self.run, name):
+            return self._train(call, args, train_ds, val_ds, prepared, train_items, interrupted if resume else None)
+
+    def _train(self, call, args, train_ds, val_ds, prepared, train_items, interrupted) -> Version | None:
+        from transformers import EarlyStoppingCallback
+        from trl import SFTTrainer
+
+        from .models import for_training
+
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
         if call.early_stopping_patience and val_ds is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=call.early_stopping_patience))
@@ -184,7 +193,7 @@ class FineTune:
         reset_peak_memory()
         started = time.perf_counter()
         try:
-            trainer.train(resume_from_checkpoint=interrupted["checkpoint"] if resume else None)
+            trainer.train(resume_from_checkpoint=interrupted["checkpoint"] if interrupted else None)
         except KeyboardInterrupt:
             self._save_interrupted(trainer, call, history_before)
             self._unwrap(trainer)
@@ -263,15 +272,16 @@ class FineTune:
         train_losses = [h["loss"] for h in self.history if "loss" in h]
         eval_losses = [h["eval_loss"] for h in self.history if "eval_loss" in h]
         peak, peak_kind = peak_memory_gib()
-        data_file = Path(self.cfg.data)
         manifest = {
             "base_model": self.cfg.model,
             "base_model_path": self.model_path,
             "base_model_revision": _revision(self.model),
+            "chat_template": getattr(self.tokenizer, TEMPLATE_NOTE, None),  # which template, and why
             "parent": self.parent,
             "config": config_dict(self.cfg),
-            "data_file": str(data_file),
-            "data_sha256": sha256_file(data_file) if data_file.exists() else prepared.report.get("data_sha256"),
+            "data_file": str(self.cfg.data),
+            "data_sha256": prepared.report.get("data_sha256"),  # prepared/ matched the data when this call began
+            "data_items": prepared.report.get("items", prepared.report.get("lines_read")),
             "train_items": len(train_items),
             "validation_items": len(prepared.validation),
             "epochs_this_call": self.cfg.num_train_epochs,

@@ -21,8 +21,13 @@ from .kinds import KINDS, NAMES
 # ----------------------------------------------------------------------------------------------------------
 
 def augmented_path(cfg) -> Path:
-    """domain.jsonl -> domain.augmented.jsonl, beside the user's file."""
-    data = Path(cfg.data)
+    """domain.jsonl -> domain.augmented.jsonl, beside the user's file or folder; for a Hub dataset, which has
+    no folder here, in the run folder's augment/."""
+    from ..sources import display_name, parse
+
+    if not parse(cfg.data).local:
+        return Run(cfg.output_dir).root / "augment" / f"{display_name(cfg.data)}.augmented.jsonl"
+    data = Path(parse(cfg.data).where)
     stem = data.name[:-len(".jsonl")] if data.name.endswith(".jsonl") else data.stem
     return data.with_name(stem + ".augmented.jsonl")
 
