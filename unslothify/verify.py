@@ -108,10 +108,11 @@ def reference_outputs(model, prompt_ids: list[list[int]], dtype: str = "float32"
     with tempfile.TemporaryDirectory() as td:
         adapter = Path(td) / "adapter"
         model.save_pretrained(str(adapter))
-        args = [base_path, str(_prompts_file(prompt_ids, Path(td))), "--adapter", str(adapter), "--dtype", dtype]
+        trained_dtype = next(p for p in base.parameters() if p.is_floating_point() and not hasattr(p, "quant_state"))
+        args = [base_path, str(_prompts_file(prompt_ids, Path(td))), "--adapter", str(adapter), "--dtype", dtype,
+                "--load-dtype", str(trained_dtype.dtype)]
         if quantization and is_4bit(model):
-            args += ["--quantization", json.dumps(quantization),
-                     "--load-dtype", str(next(p for p in base.parameters() if not hasattr(p, "quant_state")).dtype)]
+            args += ["--quantization", json.dumps(quantization)]
         return _run_plain_check(args, f"{base_path} with its adapter")
 
 
