@@ -69,6 +69,9 @@ class Config:
     lora_dropout: float = knob(0.0, "Dropout on the LoRA path.", 0.0, 0.5,
                                overfit="higher dropout lowers overfitting", step=0.01, group="lora", panel=True)
     target_modules: list = knob(ALL_LINEAR, "Modules that get LoRA adapters.", group="lora")
+    lora_layers: int = knob(0, "Adapt only the top N transformer layers (0: all). The backward pass stops below "
+                            "them: faster steps, and the layers below keep what they knew.", 0, 1000, step=1,
+                            overfit="fewer layers can memorise less: lowers overfitting", group="lora")
     # --- optimisation ---
     learning_rate: float = knob(2e-4, "Peak learning rate.", 1e-6, 1e-2, log=True,
                                 overfit="higher learns faster and overfits sooner", panel=True)

@@ -215,12 +215,15 @@ def _is_embedded(path: str) -> bool:
 def add_lora(model, cfg: "Config"):
     from unsloth import FastLanguageModel
 
+    layers = model.config.num_hidden_layers
+    top = range(max(0, layers - cfg.lora_layers), layers) if 0 < cfg.lora_layers < layers else None
     return FastLanguageModel.get_peft_model(
         model,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules),
+        layers_to_transform=list(top) if top is not None else None,
         bias="none",
         use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
         random_state=cfg.seed,

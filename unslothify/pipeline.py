@@ -18,6 +18,7 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     from .export import ExportError, export_merged
     from .models import for_inference
     from .prepare import prepare
+    from .estimate import machine
     from .training import FineTune
 
     t0 = time.perf_counter()
@@ -28,10 +29,13 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
 
     stage(1, f"Preparing {cfg.data}")
     prepared = prepare(cfg, progress=progress)
+    ft = FineTune.start(cfg, progress=progress)  # loaded once: it also writes the replay answers (its adapter is 0)
+    progress(f"Running on {machine()} with {ft.model_path}; the time it will take follows once the data is "
+             f"augmented.")
     stage(2, "Augmenting the training split" if cfg.augment.enabled else "Augmentation off (augment.enabled: false)")
-    augmented = run_augment(cfg, prepared, progress=progress).report if cfg.augment.enabled else None
+    augmented = run_augment(cfg, prepared, progress, ft.model, ft.tokenizer).report if cfg.augment.enabled else None
+    progress(expected_time(ft, cfg, export))
     stage(3, "Training")
-    ft = FineTune.start(cfg, progress=progress)
     version = ft.train()
     summary: dict = {"version": version.name, "run": str(ft.run.root)}
     if augmented is not None:
@@ -55,3 +59,17 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     summary.update(base_vs_tuned(ft.model, ft.tokenizer, cfg, progress, version.name)[0])
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary
+
+
+def expected_time(ft, cfg: Config, export: bool) -> str:
+    """What the rest of the run will take: the training rows as they will be trained, a forward and backward
+    pass and a generation step timed just now on this machine."""
+    from .estimate import describe, measure, plan
+    from .evaluation import load_questions
+
+    train, _, _, _ = ft.datasets(cfg)  # tokenised once: the training call reuses them
+    rows = train["input_ids"]
+    timing = measure(ft.model, ft.tokenizer, rows, cfg.per_device_train_batch_size)
+    general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
+    stages = plan(cfg, timing, [len(r) for r in rows], 0, len(load_questions(cfg.eval_questions)), general, export)
+    return describe(cfg, stages, len(rows), ft.model_path)

@@ -98,7 +98,8 @@ class FineTune:
         knobs = {k: getattr(self.cfg, k) for k in ADAPTER_KNOBS}
         peft = getattr(self.model, "peft_config", {}).get("default")
         if peft is not None:
-            knobs.update(lora_r=peft.r, lora_alpha=peft.lora_alpha, lora_dropout=peft.lora_dropout)
+            knobs.update(lora_r=peft.r, lora_alpha=peft.lora_alpha, lora_dropout=peft.lora_dropout,
+                         lora_layers=len(peft.layers_to_transform or []))
             if set(peft.target_modules) != set(knobs["target_modules"]):
                 knobs["target_modules"] = sorted(peft.target_modules)
         return knobs
