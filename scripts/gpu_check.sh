@@ -121,7 +121,7 @@ for step in "${steps[@]}"; do
           --epochs "${TTQ_TIMING_EPOCHS:-1}" --deadline "${TTQ_TIMING_DEADLINE:-200}" 2>&1 | tee -a "$OUT/ttq.log"
       python3 scripts/time_to_quality.py report --out "$OUT/ttq" --plot "$OUT/ttq/time_to_quality.png" 2>&1 | tee -a "$OUT/ttq.log" ;;
     merge-diag)
-      timeout "${DIAG_TIMEOUT:-600}" python3 scripts/merge_diagnosis.py --out "$OUT" 2>&1 | tee "$OUT/merge_diag.log"
+      timeout "${DIAG_TIMEOUT:-600}" python3 scripts/merge_diagnosis.py --out "$OUT" ${DIAG_ARGS:-} 2>&1 | tee -a "$OUT/merge_diag.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench)
       timeout "${BENCH_TIMEOUT:-1800}" python3 scripts/benchmark.py run --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
