@@ -88,10 +88,16 @@ class Config:
                                   overfit="decaying schedules settle; constant keeps pushing", panel=True)
     num_train_epochs: float = knob(3.0, "Passes over the training data per training call.", 0.1, 1000, step=0.5,
                                    overfit="more epochs raise overfitting: watch validation loss", panel=True)
+    max_train_minutes: float = knob(0.0, "Cap on training time in `run`: it times this machine before training and "
+                                    "trains fewer epochs when num_train_epochs would take longer (0: no cap).",
+                                    0.0, 10000, step=1)
     seed: int = knob(3407, "Seed for the split, LoRA init and data order.", 0, 2**31 - 1, step=1)
     packing: bool = knob(True, "Padding-free packing of whole items into rows of max_seq_length tokens, "
                          "per_device_train_batch_size rows per step (GPU only; ~15x faster per epoch than padding "
                          "short items to 512 tokens, docs/benchmark.md).", group="speed")
+    packed_lr_scale: bool = knob(True, "With packing, multiply learning_rate by sqrt(items a packed step holds / 8): "
+                                 "learning_rate is set for 8 items a step, and fewer, larger updates need larger steps "
+                                 "to learn as much per epoch (docs/benchmark.md).", group="speed")
     gradient_checkpointing: bool = knob(True, "Recompute activations to save memory (Unsloth's offloaded variant "
                                         "on GPU).", group="speed")
     optim: str = knob("adamw_8bit", "Optimizer (8-bit AdamW on GPU; CPU falls back to fused AdamW).",
@@ -118,19 +124,22 @@ def panel_keys() -> list[str]:
             + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig) if f.metadata.get("panel")])
 
 
-# Recipe for the embedded 135M model on CPU, measured with scripts/tune_embedded.py (see README):
-# a small model needs a much higher learning rate and more passes to store facts than a 7B one.
+# Recipe for the embedded 135M model (on CPU, where `make run` uses it), from scripts/cpu_speed.py and
+# scripts/time_to_quality.py runs on 2 cores (docs/augmentation.md): a small model needs a much higher learning
+# rate and more passes to store facts than a 7B one; LoRA on the top 15 of its 30 layers learnt as much per epoch
+# as on all of them at 1.7x the speed; max_train_minutes keeps `make run` on domain.jsonl within 15 minutes.
 EMBEDDED_RECIPE: dict[str, Any] = {
     "learning_rate": 2e-3,
-    # 4.5 epochs of the augmented split (~220 steps for 40 facts x 2 phrasings); docs/augmentation.md
     "num_train_epochs": 4.5,
     "lora_r": 32,
     "lora_alpha": 32,
+    "lora_layers": 15,
     "per_device_train_batch_size": 8,
     "lr_scheduler_type": "linear",
     "weight_decay": 0.0,
     "max_seq_length": 256,
     "gradient_checkpointing": False,
+    "max_train_minutes": 9,
 }
 
 

@@ -85,17 +85,35 @@ def _finish_runs(cfg):
                 module.finish()
 
 
+# The items a step holds that learning_rate is set for: Unsloth's notebooks' 2 x 4 for Mistral 7B, the embedded
+# recipe's batch of 8.
+LR_REFERENCE_ITEMS = 8
+
+
+def packed(cfg) -> bool:
+    return cfg.packing and has_cuda()
+
+
+def learning_rate(cfg, mean_item_tokens: float | None) -> float:
+    """cfg.learning_rate, scaled for packed steps by sqrt(items per step / 8) when packed_lr_scale is on
+    (measured on the embedded model: recall after 4.5 epochs 0.54 -> 0.70, docs/benchmark.md)."""
+    if not (packed(cfg) and cfg.packed_lr_scale and mean_item_tokens):
+        return cfg.learning_rate
+    items = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * cfg.max_seq_length / mean_item_tokens
+    return min(1e-2, cfg.learning_rate * math.sqrt(max(1.0, items / LR_REFERENCE_ITEMS)))
+
+
 def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, output_dir: str | None = None,
-             run_name: str | None = None):
+             run_name: str | None = None, mean_item_tokens: float | None = None):
     """SFTConfig for one training call of `epochs` over the training data, from the config alone.
 
+    mean_item_tokens (the data's size per item) scales the learning rate of packed steps (learning_rate()).
     start_step is the cumulative step the call starts from: 0 evaluates once before training (the curve's
     first point); otherwise it shifts the seed so a continued call sees a fresh data order. Evaluation
     runs evals_per_epoch times per epoch, given to the Trainer as a share of the call's steps, so it holds
     for packed rows and data-parallel processes alike."""
     from trl import SFTConfig
 
-    cuda = has_cuda()
     mode = precision()
     # At least one evaluation, at the end, for calls shorter than 1 / evals_per_epoch epochs (a share of 1.0
     # or more would be read as a number of steps).
@@ -106,7 +124,7 @@ def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, out
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
+        learning_rate=learning_rate(cfg, mean_item_tokens),
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup,  # below 1 a share of the steps
         lr_scheduler_type=cfg.lr_scheduler_type,
@@ -120,11 +138,11 @@ def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, out
         report_to=trackers(cfg),
         run_name=run_name,
         max_length=cfg.max_seq_length,
-        packing=cfg.packing and cuda,
-        padding_free=cfg.packing and cuda,
+        packing=packed(cfg),
+        padding_free=packed(cfg),
         # Unpacked rows are padded to the longest in their batch: batches of similar lengths waste less
         # (measured on 2 CPU cores, scripts/cpu_speed.py); the order stays random between batches.
-        train_sampling_strategy="random" if cfg.packing and cuda else "group_by_length",
+        train_sampling_strategy="random" if packed(cfg) else "group_by_length",
         completion_only_loss=True,  # the mask built in data.tokenize_item
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=mode == "bf16",

@@ -171,7 +171,13 @@ class FineTune:
         train_ds, val_ds, prepared, train_items = self.datasets(call)
         self.cfg = call
         name = self.run.next_version_path().name  # the version this call makes names its tracker run
-        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps, run_name=name)
+        lengths = [len(r) for r in train_ds["input_ids"]]
+        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps, run_name=name,
+                        mean_item_tokens=sum(lengths) / max(1, len(lengths)))
+        if args.learning_rate != call.learning_rate:
+            self.progress(f"Packed steps of about {call.per_device_train_batch_size * call.max_seq_length * len(lengths) / sum(lengths):.0f} "
+                          f"items: learning rate {call.learning_rate:g} x sqrt(items / 8) = {args.learning_rate:.3g} "
+                          f"(packed_lr_scale).")
         with tracker_env(call, self.run, name):
             return self._train(call, args, train_ds, val_ds, prepared, train_items, interrupted if resume else None)
 
@@ -296,6 +302,7 @@ class FineTune:
             "peak_memory_kind": peak_kind,
             "device": _device_name(),
             "precision": precision(),
+            "effective_learning_rate": self.last_trainer.args.learning_rate if self.last_trainer else None,
             "packages": package_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
