@@ -233,13 +233,23 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def solo_time(timings: list[dict], row: dict) -> float | None:
-    """Training + setup seconds for the row's epochs, from the recipe's solo timing on the same machine."""
-    t = [x for x in timings if x["set"] == row["set"] and x["recipe"] == row["recipe"]]
-    if not t:
+def solo_time(timings: list[dict], row: dict) -> tuple[float, bool] | None:
+    """(setup + training seconds for the row's point, derived) from the solo timings on the same machine: the
+    recipe's own on that set; else derived from its seconds per step on another set, or those of the recipe
+    it only rescales the learning rate of (-lr: the same steps), with that set's setup. None when untimed."""
+    def per(x):
+        return x["train_seconds"] / x["steps"]
+
+    same = [x for x in timings if x["set"] == row["set"] and x["recipe"] == row["recipe"]]
+    if same:
+        last = max(same, key=lambda x: x["epochs"])
+        return last["setup_seconds"] + row["epochs"] * last["train_seconds"] / last["epochs"], False
+    family = row["recipe"].removesuffix("-lr")
+    like = [x for x in timings if x["recipe"] in (row["recipe"], family)]
+    if not like:
         return None
-    last = max(t, key=lambda x: x["epochs"])
-    return last["setup_seconds"] + row["epochs"] * last["train_seconds"] / last["epochs"]
+    setups = [x["setup_seconds"] for x in timings if x["set"] == row["set"]] or [x["setup_seconds"] for x in like]
+    return statistics.mean(setups) + row["steps"] * statistics.mean(per(x) for x in like), True
 
 
 def cmd_report(args) -> None:
@@ -259,9 +269,10 @@ def cmd_report(args) -> None:
             for epochs in sorted({x["epochs"] for x in runs if x["recipe"] == recipe}):
                 pts = [x for x in runs if x["recipe"] == recipe and x["epochs"] == epochs]
                 retention = [x["general"] / base[0]["general"] for x in pts] if base else []
-                t = solo_time(timings, pts[0])
+                t = solo_time(timings, {**pts[0], "steps": statistics.mean(x["steps"] for x in pts)})
+                shown = "–" if t is None else f"{'≈' if t[1] else ''}{t[0]:.0f}"
                 lines.append(f"| {recipe} | {epochs:g} | {round(statistics.mean(x['steps'] for x in pts))} | "
-                             f"{'–' if t is None else f'{t:.0f}'} | {mean_sd([x['recall'] for x in pts])} | "
+                             f"{shown} | {mean_sd([x['recall'] for x in pts])} | "
                              f"{mean_sd([x['reverse_recall'] for x in pts if x.get('reverse_recall') is not None])} | "
                              f"{mean_sd(retention)} | {len(pts)} |")
         lines.append("")
@@ -287,16 +298,20 @@ def plot(rows: list[dict], timings: list[dict], path: Path) -> None:
             xs, rec, ret = [], [], []
             for epochs in sorted({p["epochs"] for p in pts}):
                 group = [p for p in pts if p["epochs"] == epochs]
-                t = solo_time(timings, group[0])
-                xs.append(t if t is not None else statistics.mean(p["wall"] for p in group))
+                t = solo_time(timings, {**group[0], "steps": statistics.mean(p["steps"] for p in group)})
+                if t is None:
+                    continue  # untimed: runs side by side slow each other, so their own clocks are not used
+                xs.append(t[0])
                 rec.append(statistics.mean(p["recall"] for p in group))
                 ret.append(statistics.mean(p["general"] for p in group) / (base["general"] if base else 1))
+            if not xs:
+                continue
             axes[0][col].plot(xs, rec, "o-", label=recipe)
             axes[1][col].plot(xs, ret, "o-", label=recipe)
         axes[0][col].set_title(f"{set_name}: held-out recall")
         axes[1][col].set_title(f"{set_name}: general retention (tuned / base)")
         for ax in (axes[0][col], axes[1][col]):
-            ax.set_xlabel("seconds (setup + training, each recipe timed alone)")
+            ax.set_xlabel("seconds: setup + training, each recipe timed alone")
             ax.grid(alpha=0.3)
         axes[0][col].legend(fontsize=8)
     fig.tight_layout()

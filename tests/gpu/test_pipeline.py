@@ -66,6 +66,7 @@ def test_defaults_are_the_gpu_recipe():
     c = Config()
     assert c.optim == "adamw_8bit" and c.learning_rate == 2e-4
     assert c.packing and c.per_device_train_batch_size * c.max_seq_length == 4096, "4096 tokens per packed step"
+    assert c.packed_lr_scale, "packed steps scale the learning rate (docs/benchmark.md, section 4c)"
 
 
 def test_load_4bit_and_lora(cfg, prepared):
