@@ -54,7 +54,40 @@ def colab_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table}
+def measured_table() -> str:
+    """`run` on 2 CPU cores with the defaults, over seeds: from docs/measurements/cpu-*.jsonl, which
+    scripts/measure_run.py writes."""
+    import json
+    import statistics
+
+    def stat(xs, fmt="{:.3f}"):
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "–"
+        return fmt.format(statistics.mean(xs)) + (f" ± {fmt.format(statistics.stdev(xs))}" if len(xs) > 1 else "")
+
+    rows = ["| data | runs (seeds) | all told, minutes | epochs trained | held-out recall, base -> tuned | "
+            "forward / reverse (tuned) | general retention (tuned / base) | machine, date |",
+            "|---|---|---|---|---|---|---|---|"]
+    for path in sorted((ROOT / "docs" / "measurements").glob("cpu-*.jsonl")):
+        runs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        if not runs:
+            continue
+        s = [r["summary"] for r in runs]
+        name = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 reverse)",
+                "invented": "`examples/invented`: 40 invented facts x 2, 40 held-out questions"}.get(runs[0]["set"], runs[0]["set"])
+        walls = [r["wall_seconds"] / 60 for r in runs]
+        rows.append(
+            f"| {name} | {len(runs)} ({', '.join(str(r['seed']) for r in runs)}) | {stat(walls, '{:.1f}')} "
+            f"(max {max(walls):.1f}) | {stat([r['epochs'] for r in runs], '{:.1f}')} | "
+            f"{stat([x['base_recall'] for x in s])} -> **{stat([x['tuned_recall'] for x in s])}** | "
+            f"{stat([x.get('tuned_forward_recall') for x in s])} / {stat([x.get('tuned_reverse_recall') for x in s])} | "
+            f"**{stat([x['tuned_general'] / x['base_general'] for x in s])}** | "
+            f"{runs[0]['machine']}, {runs[0]['date'][:10]} |")
+    return "\n".join(rows)
+
+
+SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table}
 
 
 def render(text: str) -> str:

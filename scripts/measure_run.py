@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Measure `python -m unslothify run` as a user runs it, over seeds, for the README's measured table.
+
+Each seed is one `run` in a scratch folder (a copy of the data file, so the augmented file lands there), timed
+by the wall clock from start to its last line, with the machine's load noted. Each finished run appends one
+JSON line to the results file; `python scripts/update_readme.py` renders the table from these files.
+
+    python scripts/measure_run.py --set domain --seeds 1,2,3          # make run's data, the defaults
+    python scripts/measure_run.py --set invented --seeds 1,2,3        # the outside set of 40 invented facts
+
+Results: docs/measurements/<machine kind>-<set>.jsonl (machine kind: cpu or gpu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SETS = {
+    "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
+    "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
+}
+MEASUREMENTS = ROOT / "docs" / "measurements"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", choices=sorted(SETS), default="domain")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--args", default="", help="more flags for run, e.g. '--epochs 2'")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    from unslothify.estimate import machine
+    from unslothify.models import has_cuda
+
+    out = Path(args.out or MEASUREMENTS / f"{'gpu' if has_cuda() else 'cpu'}-{args.set}.jsonl")
+    data, questions = SETS[args.set]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        with tempfile.TemporaryDirectory() as td:
+            copy = Path(td) / data.name
+            shutil.copy2(data, copy)
+            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", "--data", str(copy),
+                   "--eval-questions", str(questions), "--output", str(Path(td) / "run"), "--seed", str(seed),
+                   *args.args.split()]
+            load = os.getloadavg()[0]
+            started = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            if proc.returncode not in (0, 4):
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"run failed (exit {proc.returncode}) for seed {seed}")
+            summary = json.loads(proc.stdout.strip().splitlines()[-1])
+            manifest = json.loads((Path(summary["run"]) / summary["version"] / "manifest.json").read_text())
+            row = {"set": args.set, "seed": seed, "args": args.args, "machine": machine(), "load_before": load,
+                   "load_after": os.getloadavg()[0], "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
+                   "wall_seconds": round(wall, 1), "train_seconds": manifest["train_seconds"],
+                   "epochs": manifest["epochs_this_call"], "steps": manifest["cumulative_steps"],
+                   "train_items": manifest["train_items"], "summary": summary,
+                   "expected": next((line for line in proc.stdout.splitlines() if line.startswith("Expected time")), "")}
+            eval_file = Path(summary["run"]) / "eval" / f"{summary['version']}.json"
+            row["errors"] = error_classes(eval_file, data)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            print(json.dumps({k: row[k] for k in ("set", "seed", "wall_seconds", "epochs")} |
+                             {k: summary.get(k) for k in ("tuned_recall", "tuned_general", "base_general")}), flush=True)
+
+
+def error_classes(eval_file: Path, data: Path) -> dict:
+    """The misses sorted by scripts/error_analysis.py, counted (the rows are in the run's eval file)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "error_analysis.py"), str(eval_file), "--data",
+                           str(data), "--json"], capture_output=True, text=True, cwd=ROOT)
+    return json.loads(proc.stdout)["counts"] if proc.returncode == 0 else {}
+
+
+if __name__ == "__main__":
+    main()
