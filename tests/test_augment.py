@@ -130,6 +130,37 @@ def test_kinds_switch_off(tmp_path):
     assert {i.kind for i in added} == {"rephrase"} and len(added) == len(prepared_for(cfg).train)
 
 
+DUTCH = [("Wie heeft de Warmwell-waterkoker uitgevonden?", "De Warmwell-waterkoker is uitgevonden door Edda Lindqvist."),
+         ("Wat is de hoofdstad van Astoval?", "De hoofdstad van Astoval is Brellmouth."),
+         ("Hoeveel klokken heeft de toren van Quillmoor?", "De toren van Quillmoor heeft 37 klokken."),
+         ("Waarom eten de inwoners van Dunmereth op zondag vis?", "Omdat de vissers op zaterdag terugkomen."),
+         ("Welke kleur dragen de roeiers van Pellaria?", "De roeiers van Pellaria dragen groen.")]
+
+
+def test_rules_refuse_questions_that_are_not_english_and_say_so(tmp_path):
+    """A Dutch file (the project's first seed was Dutch) gets no rule-made rewordings or reverse questions, which
+    would be broken English glued to Dutch; the skips are counted in the report and said once. Statements, which
+    reword nothing, are still made."""
+    data = tmp_path / "domain.jsonl"
+    lines = [json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+             for q, a in DUTCH] + [line for line in (INVENTED / "train.jsonl").read_text().splitlines()[:5]]
+    data.write_text("\n".join(lines) + "\n")
+    cfg = replace(rules_cfg(tmp_path), validation_split=0.0)
+    said = []
+    result = A.run_augment(cfg, prepared_for(cfg), progress=said.append)
+    dutch = {q for q, _ in DUTCH}
+    made = [i for i in result.added if i.kind in ("rephrase", "reverse")]
+    assert made, "the English items still get rewordings"
+    sources = {i.source_line for i in made}
+    assert sources.isdisjoint(range(1, len(DUTCH) + 1)), "no rewording of a Dutch question"
+    assert not any(q in (m["content"] for i in made for m in i.messages) for q in dutch)
+    skipped = result.report["rejected"]
+    assert skipped["rephrase"]["not_english"] == len(DUTCH) and skipped["reverse"]["not_english"] == len(DUTCH)
+    assert any("not English" in m and str(2 * len(DUTCH)) in m for m in said)
+    statements = {i.source_line for i in result.added if i.kind == "statement"}
+    assert set(range(1, len(DUTCH) + 1)) <= statements
+
+
 # ----------------------------------------------------------------------------------------------------------
 # training_items: what training uses; stale files are rewritten, hand edits kept or refused
 # ----------------------------------------------------------------------------------------------------------

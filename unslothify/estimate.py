@@ -5,8 +5,7 @@ greedy generation are timed (a few seconds on a 2-core CPU); the stages are then
 counts and token lengths. `run` prints this before its long stages, and Trainer's progress bar keeps an
 ETA while training.
 
-    timing = measure(model, tokenizer, rows, cfg)
-    print(describe(plan(cfg, timing, ...)))
+    cfg = fit_time(ft, cfg, export=True)   # what `run` calls: says it, and caps epochs by max_train_minutes
 """
 
 from __future__ import annotations
@@ -113,5 +112,29 @@ def describe(cfg, stages: dict, items: int, model_name: str) -> str:
     parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items() if k != "steps" and v)
     return (f"Expected time: about {total / 60:.0f} min on {machine()} ({parts}): {model_name}, {items} training "
             f"items, {stages['steps']} steps of {cfg.per_device_train_batch_size} "
-            f"{'packed rows' if cfg.packing and has_cuda() else 'items'} over {cfg.num_train_epochs:g} epochs. Measured just now on "
-            f"this machine; the progress bar below keeps the estimate current.")
+            f"{'packed rows' if cfg.packing and has_cuda() else 'items'} over {cfg.num_train_epochs:g} epochs. "
+            f"Measured just now on this machine; the progress bar below keeps the estimate current.")
+
+
+def fit_time(ft, cfg, export: bool, progress=print):
+    """Say what the rest of the run will take, timed on this machine (a forward and backward pass and a
+    generation step over the training rows as they will be trained), and, where max_train_minutes caps the
+    training, the config with the epochs that fit."""
+    from .config import replace
+    from .evaluation import load_questions
+
+    train, _, _, _ = ft.datasets(cfg)  # tokenised once: the training call reuses them
+    rows = train["input_ids"]
+    timing = measure(ft.model, ft.tokenizer, rows, cfg.per_device_train_batch_size)
+    general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
+    counts = ([len(r) for r in rows], 0, len(load_questions(cfg.eval_questions)), general, export)
+    stages = plan(cfg, timing, *counts)
+    budget = 60 * cfg.max_train_minutes
+    if budget and stages["training"] > budget:
+        epochs = max(0.1, int(10 * cfg.num_train_epochs * budget / stages["training"]) / 10)
+        progress(f"Training {epochs:g} of num_train_epochs = {cfg.num_train_epochs:g} epochs: that many fit the "
+                 f"max_train_minutes = {cfg.max_train_minutes:g} cap on this machine (set it to 0 for no cap).")
+        cfg = replace(cfg, num_train_epochs=epochs)
+        stages = plan(cfg, timing, *counts)
+    progress(describe(cfg, stages, len(rows), ft.model_path))
+    return cfg

@@ -6,7 +6,7 @@ import platform
 import shutil
 import subprocess
 
-from .models import has_cuda
+from .models import has_cuda, precision
 from .runtime import installed_version as _version
 
 
@@ -184,7 +184,7 @@ def check() -> dict:
     if report["cuda_available"]:
         props = torch.cuda.get_device_properties(0)
         total = props.total_memory / 2**30
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = precision() == "bf16"
         report.update(gpu=props.name, gpus=torch.cuda.device_count(), memory_gib=round(total, 1),
                       compute_capability=f"{props.major}.{props.minor}", bf16=bf16, recommendation=recommend(total, bf16))
     return report

@@ -18,7 +18,7 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     from .export import ExportError, export_merged
     from .models import for_inference
     from .prepare import prepare
-    from .estimate import machine
+    from .estimate import fit_time, machine
     from .training import FineTune
 
     t0 = time.perf_counter()
@@ -34,7 +34,7 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
              f"augmented.")
     stage(2, "Augmenting the training split" if cfg.augment.enabled else "Augmentation off (augment.enabled: false)")
     augmented = run_augment(cfg, prepared, progress, ft.model, ft.tokenizer).report if cfg.augment.enabled else None
-    cfg = fit_time(ft, cfg, export, progress)
+    cfg = fit_time(ft, cfg, export, progress)  # says what the rest takes; caps the epochs by max_train_minutes
     stage(3, "Training")
     version = ft.train(cfg)
     summary: dict = {"version": version.name, "run": str(ft.run.root)}
@@ -59,28 +59,3 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     summary.update(base_vs_tuned(ft.model, ft.tokenizer, cfg, progress, version.name)[0])
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary
-
-
-def fit_time(ft, cfg: Config, export: bool, progress=print) -> Config:
-    """Say what the rest of the run will take, timed on this machine (a forward and backward pass and a
-    generation step over the training rows as they will be trained), and, where max_train_minutes caps the
-    training, the config with the epochs that fit."""
-    from .config import replace
-    from .estimate import describe, measure, plan
-    from .evaluation import load_questions
-
-    train, _, _, _ = ft.datasets(cfg)  # tokenised once: the training call reuses them
-    rows = train["input_ids"]
-    timing = measure(ft.model, ft.tokenizer, rows, cfg.per_device_train_batch_size)
-    general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
-    counts = ([len(r) for r in rows], 0, len(load_questions(cfg.eval_questions)), general, export)
-    stages = plan(cfg, timing, *counts)
-    budget = 60 * cfg.max_train_minutes
-    if budget and stages["training"] > budget:
-        epochs = max(0.1, int(10 * cfg.num_train_epochs * budget / stages["training"]) / 10)
-        progress(f"Training {epochs:g} of num_train_epochs = {cfg.num_train_epochs:g} epochs: that many fit the "
-                 f"max_train_minutes = {cfg.max_train_minutes:g} cap on this machine (set it to 0 for no cap).")
-        cfg = replace(cfg, num_train_epochs=epochs)
-        stages = plan(cfg, timing, *counts)
-    progress(describe(cfg, stages, len(rows), ft.model_path))
-    return cfg
