@@ -112,7 +112,7 @@ def reference_outputs(model, prompt_ids: list[list[int]], dtype: str = "float32"
         args = [base_path, str(_prompts_file(prompt_ids, Path(td))), "--adapter", str(adapter), "--dtype", dtype,
                 "--load-dtype", str(trained_dtype.dtype)]
         if quantization and is_4bit(model):
-            args += ["--quantization", json.dumps(quantization)]
+            args += ["--quantization", json.dumps(quantization, default=lambda o: str(o).removeprefix("torch."))]
         return _run_plain_check(args, f"{base_path} with its adapter")
 
 

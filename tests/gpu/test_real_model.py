@@ -28,8 +28,8 @@ INVENTED = ROOT / "examples" / "invented"
 RECALL_FLOOR = 0.4
 SUMMARY_KEYS = {"version", "run", "augmented", "merged", "merge_check", "base_recall", "tuned_recall", "n",
                 "base_general", "tuned_general", "n_general", "seconds"}
-# Patched before anything imports torch.cuda's answer: a GPU without bf16, as a T4 is.
-NO_BF16 = ("import torch; torch.cuda.is_bf16_supported = lambda *a, **k: False; import sys; "
+# A GPU without bf16, as a T4 is: patched after Unsloth's import (which sets torch.cuda.is_bf16_supported itself).
+NO_BF16 = ("import torch, unsloth; torch.cuda.is_bf16_supported = lambda *a, **k: False; import sys; "
            "from unslothify.cli import main; sys.exit(main(sys.argv[1:]))")
 # The merged export scored by plain transformers in bfloat16 on the GPU, as it would be deployed.
 SCORE_MERGED = """
