@@ -167,3 +167,15 @@ def test_each_call_trains_with_the_config_it_is_given_and_records_it(small_cfg):
     assert (saved2.num_train_epochs, saved2.max_seq_length, saved2.augment.rephrasings) == (0.5, 64, 2)
     assert saved2.lora_r == first.lora_r and any("lora_r 32 (asked 4)" in m for m in said)
     assert v2.manifest["cumulative_epochs"] == pytest.approx(1.5, abs=0.15)  # whole steps: 3 of 5 per epoch
+
+
+@pytest.mark.slow
+def test_a_training_call_stops_at_max_train_minutes_and_keeps_what_it_learnt(small_cfg):
+    from unslothify.config import replace
+
+    cfg = replace(small_cfg, num_train_epochs=50, max_train_minutes=0.1)  # 50 epochs would take minutes; the cap is 6 s
+    said = []
+    version = FineTune.start(cfg, progress=said.append).train()
+    assert version.manifest["stopped_at_time_cap"] and version.manifest["cumulative_epochs"] < 50
+    assert version.manifest["train_seconds"] < 60 and any("max_train_minutes = 0.1 cap" in m for m in said)
+    assert version.manifest["final_eval_loss"] is not None, "the stopped call still evaluates and saves"

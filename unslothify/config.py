@@ -88,9 +88,8 @@ class Config:
                                   overfit="decaying schedules settle; constant keeps pushing", panel=True)
     num_train_epochs: float = knob(3.0, "Passes over the training data per training call.", 0.1, 1000, step=0.5,
                                    overfit="more epochs raise overfitting: watch validation loss", panel=True)
-    max_train_minutes: float = knob(0.0, "Cap on training time in `run`: it times this machine before training and "
-                                    "trains fewer epochs when num_train_epochs would take longer (0: no cap).",
-                                    0.0, 10000, step=1)
+    max_train_minutes: float = knob(0.0, "Cap on a training call's time (0: no cap): a call stops at it, and `run` "
+                                    "times this machine first and plans the epochs that fit.", 0.0, 10000, step=1)
     seed: int = knob(3407, "Seed for the split, LoRA init and data order.", 0, 2**31 - 1, step=1)
     packing: bool = knob(True, "Padding-free packing of whole items into rows of max_seq_length tokens, "
                          "per_device_train_batch_size rows per step (GPU only; ~15x faster per epoch than padding "

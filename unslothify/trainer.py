@@ -270,6 +270,25 @@ def history_callback(session, live):
     return HistoryCallback()
 
 
+def time_cap_callback(session, minutes: float):
+    """Stops a training call at max_train_minutes (Trainer has no wall-clock limit); the version is then
+    saved at the step reached, as for a call that ran its epochs."""
+    from transformers import TrainerCallback
+
+    class TimeCap(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if time.perf_counter() - self.started > 60 * minutes and state.global_step < state.max_steps:
+                control.should_training_stop = True
+                session.stopped_at_cap = True
+                session.progress(f"Stopped at the max_train_minutes = {minutes:g} cap: step {state.global_step} of "
+                                 f"{state.max_steps} (set it higher, or 0 for no cap).")
+
+    return TimeCap()
+
+
 def use_compact_progress(trainer):
     """Trainer's terminal progress bar, printing one short line per validation instead of a dict per step
     (in a notebook, Trainer's own per-step table stays)."""

@@ -22,8 +22,8 @@ from .models import TEMPLATE_NOTE, has_cuda, precision
 from .runs import Run, Version, best_version
 from .runtime import installed_version
 from .trainer import (ADAPTER_KNOBS, OutOfMemory, check_trackers, free_cuda_memory, history_callback,
-                      is_out_of_memory, peak_memory_gib, reset_peak_memory, sft_args, tracker_env,
-                      use_compact_progress)
+                      is_out_of_memory, peak_memory_gib, reset_peak_memory, sft_args, time_cap_callback,
+                      tracker_env, use_compact_progress)
 
 PACKAGES = ("unslothify", "unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "datasets",
             "accelerate", "bitsandbytes", "xformers")
@@ -52,6 +52,7 @@ class FineTune:
         self.live_plot = None  # set by the notebook: a callable(history)
         self.callbacks: list = []  # extra transformers TrainerCallbacks for every training call
         self.last_trainer = None
+        self.stopped_at_cap = False  # the last call stopped at max_train_minutes
         self._data = (None, None)  # (what the tokenised data was made from, the data)
 
     # --- construction -------------------------------------------------------------------------------------
@@ -188,6 +189,9 @@ class FineTune:
         from .models import for_training
 
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
+        self.stopped_at_cap = False
+        if call.max_train_minutes:
+            callbacks.append(time_cap_callback(self, call.max_train_minutes))
         if call.early_stopping_patience and val_ds is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=call.early_stopping_patience))
         for_training(self.model)
@@ -292,6 +296,7 @@ class FineTune:
             "train_items": len(train_items),
             "validation_items": len(prepared.validation),
             "epochs_this_call": self.cfg.num_train_epochs,
+            "stopped_at_time_cap": self.stopped_at_cap,
             "cumulative_epochs": round(self.cumulative_epochs, 4),
             "cumulative_steps": self.cumulative_steps,
             "final_train_loss": train_losses[-1] if train_losses else None,
