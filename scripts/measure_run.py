@@ -80,7 +80,14 @@ def error_classes(eval_file: Path, data: Path) -> dict:
     """The misses sorted by scripts/error_analysis.py, counted (the rows are in the run's eval file)."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "error_analysis.py"), str(eval_file), "--data",
                            str(data), "--json"], capture_output=True, text=True, cwd=ROOT)
-    return json.loads(proc.stdout)["counts"] if proc.returncode == 0 else {}
+    if proc.returncode != 0:
+        return {}
+    result = json.loads(proc.stdout)
+    examples: dict = {}
+    for row in result["rows"]:  # two of each class, to quote
+        if len(examples.setdefault(row["class"], [])) < 2:
+            examples[row["class"]].append({k: row[k] for k in ("question", "expected", "answer")})
+    return {"counts": result["counts"], "examples": examples}
 
 
 if __name__ == "__main__":
