@@ -234,21 +234,24 @@ def mean_sd(values: list[float]) -> str:
 
 
 def solo_time(timings: list[dict], row: dict) -> tuple[float, bool] | None:
-    """(setup + training seconds for the row's point, derived) from the solo timings on the same machine: the
-    recipe's own on that set; else derived from its seconds per step on another set, or those of the recipe
-    it only rescales the learning rate of (-lr: the same steps), with that set's setup. None when untimed."""
+    """(setup + training seconds for the row's point, derived) from the solo timings. Setup (load, prepare,
+    augment with replay) is the same work for every recipe, so it is the mean over all timings of the set
+    (calls on different machines start 10 s apart). Training: the recipe's own seconds per epoch on that set;
+    else derived from its seconds per step on another set, or those of the recipe it only rescales the
+    learning rate of (-lr: the same steps). None when untimed."""
     def per(x):
         return x["train_seconds"] / x["steps"]
 
+    setups = [x["setup_seconds"] for x in timings if x["set"] == row["set"]]
     same = [x for x in timings if x["set"] == row["set"] and x["recipe"] == row["recipe"]]
     if same:
         last = max(same, key=lambda x: x["epochs"])
-        return last["setup_seconds"] + row["epochs"] * last["train_seconds"] / last["epochs"], False
+        return statistics.mean(setups) + row["epochs"] * last["train_seconds"] / last["epochs"], False
     family = row["recipe"].removesuffix("-lr")
     like = [x for x in timings if x["recipe"] in (row["recipe"], family)]
     if not like:
         return None
-    setups = [x["setup_seconds"] for x in timings if x["set"] == row["set"]] or [x["setup_seconds"] for x in like]
+    setups = setups or [x["setup_seconds"] for x in like]
     return statistics.mean(setups) + row["steps"] * statistics.mean(per(x) for x in like), True
 
 

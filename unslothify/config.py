@@ -127,7 +127,11 @@ def panel_keys() -> list[str]:
 # scripts/time_to_quality.py runs on 2 cores (docs/augmentation.md): a small model needs a much higher learning
 # rate and more passes to store facts than a 7B one; LoRA on the top 15 of its 30 layers learnt as much per epoch
 # as on all of them at 1.7x the speed; max_train_minutes keeps `make run` on domain.jsonl within 15 minutes.
+# On a GPU it trains unpacked: packing saves this small model only 2.2x an epoch, and over 3-6 seeds the unpacked
+# recipe reached recall 0.69 with retention 0.87 where packed with a scaled learning rate reached 0.67 with 0.68
+# (scripts/time_to_quality.py, docs/benchmark.md section 4c). Packing is a GPU feature; the CPU never packs.
 EMBEDDED_RECIPE: dict[str, Any] = {
+    "packing": False,
     "learning_rate": 2e-3,
     "num_train_epochs": 4.5,
     "lora_r": 32,

@@ -112,17 +112,23 @@ def test_run_without_bf16_on_a_real_model(tmp_path):
 
 
 @pytest.mark.skipif(ON_CPU, reason="needs a GPU")
-def test_run_without_bf16_on_the_tiny_model(tiny_model, small_data, tmp_path):
+@pytest.mark.parametrize("mode", ["no-bf16", "16bit"])
+def test_run_on_the_tiny_model(mode, tiny_model, small_data, tmp_path):
+    """The small random Mistral of test_pipeline.py through `run`: without bf16 (fp16, as on a T4), and loaded
+    in 16 bits (`load_in_4bit: false`, as notebook 00 suggests on large cards): trained, merged, checked."""
     shutil.copy2(small_data, tmp_path / "small.jsonl")
-    cmd = [sys.executable, "-c", NO_BF16, "run", "--model", str(tiny_model), "--data", str(tmp_path / "small.jsonl"),
+    head = [sys.executable, "-c", NO_BF16] if mode == "no-bf16" else [sys.executable, "-m", "unslothify"]
+    cmd = [*head, "run", "--model", str(tiny_model), "--data", str(tmp_path / "small.jsonl"),
            "--eval-questions", str(ROOT / "eval" / "questions.jsonl"), "--output", str(tmp_path / "run"),
-           "--epochs", "1", "--learning-rate", "2e-3", "--max-seq-length", "256", "--augment-enabled", "false"]
+           "--epochs", "1", "--learning-rate", "2e-3", "--max-seq-length", "256", "--augment-enabled", "false",
+           "--load-in-4bit", "true" if mode == "no-bf16" else "false"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1500)
     print(proc.stdout[-3000:], proc.stderr[-3000:])
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["merge_check"]["ok"], summary
     version = Path(summary["run"]) / summary["version"]
-    assert json.loads((version / "manifest.json").read_text())["precision"] == "fp16"
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["precision"] == ("fp16" if mode == "no-bf16" else "bf16")
     losses = [h["loss"] for h in json.loads((version / "history.json").read_text()) if "loss" in h]
     assert losses and all(math.isfinite(x) for x in losses)
