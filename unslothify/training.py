@@ -123,7 +123,7 @@ class FineTune:
         the augmented records read (or written again when stale), tokenised when any of it changed."""
         from accelerate import PartialState
 
-        from .augment import training_items
+        from .augment import describe, training_items
         from .data import to_dataset, tokenize_items
         from .prepare import is_current, load_prepared, prepare
 
@@ -139,7 +139,8 @@ class FineTune:
         made_from = hashlib.sha256(json.dumps(
             [[i.to_record() for i in train_items], [i.to_record() for i in prepared.validation],
              cfg.max_seq_length, cfg.skip_overlong, cfg.system_prompt], sort_keys=True).encode()).hexdigest()
-        if self._data[0] != made_from:
+        if self._data[0] != made_from:  # said once per change of data, not on every call that asks for it
+            self.progress(f"Training on {describe(train_items)}.")
             rows = {}
             for name, items in (("train", train_items), ("validation", prepared.validation)):
                 rows[name] = tokenize_items(self.tokenizer, items, cfg.max_seq_length, cfg.skip_overlong,

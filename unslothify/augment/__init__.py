@@ -30,4 +30,4 @@ works with.
 
 from .kinds import KINDS, NAMES, AugmentConfig  # noqa: F401
 from .stage import (AugmentResult, augment, augmented_path, load_augmented, report_path, run_augment,  # noqa: F401
-                    state, training_items)
+                    describe, state, training_items)

@@ -205,11 +205,15 @@ def _augmented_for_training(cfg, prepared, progress, model, tokenizer) -> list[I
         run_augment(cfg, prepared, progress, model, tokenizer)
     elif st == "edited":
         progress(f"Using {path} as edited by hand.")
-    added = load_augmented(path, prepared)
-    counts = {name: sum(1 for i in added if i.kind == name) for name in NAMES}
-    progress(f"Training on {len(prepared.train)} items + {len(added)} augmented "
-             f"({', '.join(f'{k} {n}' for k, n in counts.items() if n) or 'none'}).")
-    return added
+    return load_augmented(path, prepared)
+
+
+def describe(items: list[Item]) -> str:
+    """'450 items + 1487 augmented (rephrase 899, ...)' for the items a training call uses."""
+    counts = {name: sum(1 for i in items if i.kind == name) for name in NAMES}
+    added = sum(counts.values())
+    return (f"{len(items) - added} items" + (f" + {added} augmented ("
+            + ", ".join(f"{k} {n}" for k, n in counts.items() if n) + ")" if added else ""))
 
 
 def _edited_by_hand(cfg) -> bool:
