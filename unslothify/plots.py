@@ -40,27 +40,60 @@ def length_histogram(lengths: list[int], max_seq_length: int, path: str | Path |
 
 
 def loss_curves(history: list[dict], path: str | Path | None = None, title: str = "Loss", versions=None):
-    """Train and validation loss against cumulative epochs; saved versions as dotted lines."""
+    """Train and validation loss against cumulative epochs, saved versions as dotted lines; under the knowledge
+    objective a second panel beside it, on the same epoch axis: probe recall and retention."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    probed = [h for h in history if "probe_recall" in h]
+    if probed:
+        fig, (ax, kx) = plt.subplots(1, 2, figsize=(11, 3.6), sharex=True)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        kx = None
     train = [(h["epoch"], h["loss"]) for h in history if "loss" in h]
     val = [(h["epoch"], h["eval_loss"]) for h in history if "eval_loss" in h]
     if train:
-        ax.plot(*zip(*train), color="#3a7ca5", alpha=0.8, label="train")
+        ax.plot(*zip(*train), color="#3a7ca5", alpha=0.25, linewidth=1, label="train (each step)")
+        ax.plot(*zip(*smoothed(train)), color="#3a7ca5", label="train (smoothed)")
     if val:
-        ax.plot(*zip(*val), "o-", color="#e67e22", label="validation")
-    for name, epoch in versions or []:
-        ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
-        ax.text(epoch, ax.get_ylim()[1], name, fontsize=7, ha="right", va="top", rotation=90, color="grey")
+        ax.plot(*zip(*val), "o-", color="#e67e22", label="validation" + (" (probe rewordings)" if probed else ""))
     ax.set_xlabel("epoch (cumulative)")
     ax.set_ylabel("loss")
     ax.set_title(title)
     if train or val:
-        ax.legend()
+        ax.legend(fontsize=8)
+    if kx is not None:
+        from .runs import RETENTION_FLOOR
+
+        kx.plot([h["epoch"] for h in probed], [h["probe_recall"] for h in probed], "o-", color="#27ae60",
+                label="recall (knowledge probes)")
+        kept = [h for h in probed if "probe_retention" in h]
+        if kept:
+            kx.plot([h["epoch"] for h in kept], [h["probe_retention"] for h in kept], "s--", color="#8e44ad",
+                    label="retention (share of the base's answers)")
+            kx.axhline(RETENTION_FLOOR, color="#8e44ad", linestyle=":", linewidth=1)
+        kx.set_ylim(-0.02, 1.05)
+        kx.set_xlabel("epoch (cumulative)")
+        kx.set_ylabel("share answered")
+        kx.set_title("What the model knows")
+        kx.legend(fontsize=8, loc="best")
+    for axis in (ax, kx) if kx is not None else (ax,):
+        for name, epoch in versions or []:
+            axis.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+            axis.text(epoch, axis.get_ylim()[1], name, fontsize=7, ha="right", va="top", rotation=90, color="grey")
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def smoothed(points: list[tuple[float, float]], span: int = 10) -> list[tuple[float, float]]:
+    """An exponential moving average (as TensorBoard's smoothing): per-step losses of small batches jump."""
+    alpha = 2 / (span + 1)
+    out, avg = [], None
+    for x, y in points:
+        avg = y if avg is None else alpha * y + (1 - alpha) * avg
+        out.append((x, avg))
+    return out
 
 
 def recall_bars(scores: dict[str, dict[str, float]], path: str | Path | None = None, title: str = "Recall"):

@@ -5,11 +5,12 @@ Nothing is written unless the whole file is valid; prepared/ is replaced atomica
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Config
 from .data import DataError, Item, items_from_records, length_stats, split_items, tokenize_items
 from .fsutil import atomic_dir, atomic_write_json, read_json, write_jsonl
+from .probes import build_probes, choose_objective, read_probes, write_probes
 from .runs import Run
 from .sources import display_name, fingerprint, load_items
 
@@ -17,23 +18,36 @@ from .sources import display_name, fingerprint, load_items
 @dataclass
 class Prepared:
     train: list[Item]
-    validation: list[Item]
+    validation: list[Item]  # held-out items (objective skill) or probe rewordings of trained items (knowledge)
     report: dict
+    probes: list = field(default_factory=list)  # knowledge probes (evaluation.Question), objective knowledge
+
+    @property
+    def objective(self) -> str:
+        return self.report.get("objective_chosen", "skill")
 
 
 def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> Prepared:
     from .models import load_tokenizer
 
     items, load_report = load_items(cfg.data, skip_duplicates=cfg.skip_duplicates, columns=cfg.columns)
-    train, val = split_items(items, cfg.validation_split, cfg.seed)
+    objective, why = choose_objective(cfg, items)
+    progress(f"Objective: {objective} ({why}).")
+    # knowledge trains every item (a withheld fact is never taught); skill holds validation_split out
+    train, val = (list(items), []) if objective == "knowledge" else split_items(items, cfg.validation_split, cfg.seed)
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg, progress)
     _, train, train_lengths, train_overlong = tokenize_items(tokenizer, train, cfg.max_seq_length,
                                                              cfg.skip_overlong, cfg.system_prompt)
+    probes = build_probes(train, cfg) if objective == "knowledge" else []
+    if probes:
+        val = [item for _, item in probes]  # validation loss on held-out rewordings of trained items
     _, val, val_lengths, val_overlong = tokenize_items(tokenizer, val, cfg.max_seq_length, cfg.skip_overlong,
                                                        cfg.system_prompt) if val else ([], [], [], [])
-    lengths = train_lengths + val_lengths
-    overlong = sorted(train_overlong + val_overlong)
+    kept = {id(i) for i in val}
+    probes = [q for q, item in probes if id(item) in kept]
+    lengths = train_lengths + (val_lengths if objective == "skill" else [])
+    overlong = sorted(train_overlong + (val_overlong if objective == "skill" else []))
     if not train:
         raise DataError(f"{cfg.data}: no training items left after dropping {len(overlong)} over-long item(s); "
                         f"raise max_seq_length (now {cfg.max_seq_length}).")
@@ -50,6 +64,11 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
         "train_items": len(train),
         "validation_items": len(val),
         "validation_split": cfg.validation_split,
+        "objective": cfg.objective,
+        "objective_chosen": objective,
+        "objective_why": why,
+        "probes": cfg.probes,
+        "probe_items": len(probes),
         "seed": cfg.seed,
         "max_seq_length": cfg.max_seq_length,
         "skip_overlong": cfg.skip_overlong,
@@ -62,6 +81,7 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
     with atomic_dir(run.prepared, overwrite=True) as tmp:
         write_jsonl(tmp / "train.jsonl", [i.to_record() for i in train])
         write_jsonl(tmp / "validation.jsonl", [i.to_record() for i in val])
+        write_probes(tmp / "probes.jsonl", probes)
         atomic_write_json(tmp / "report.json", report)
         if plot:
             from .plots import length_histogram
@@ -69,13 +89,15 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
             length_histogram(lengths, cfg.max_seq_length, tmp / "lengths.png",
                              title=f"Token lengths: {display_name(cfg.data)} ({len(lengths)} items)")
     s = report["token_lengths"]
-    progress(f"Prepared {len(train)} training and {len(val)} validation items from {cfg.data} "
-             f"({load_report.format} format). Tokens per item: min {s['min']}, median {s['median']}, "
-             f"p90 {s['p90']}, max {s['max']}, total {s['total']}.")
+    held = (f"{len(probes)} knowledge probes (trained items asked in new words; their answers' loss is the "
+            f"validation loss)" if objective == "knowledge" else f"{len(val)} validation items")
+    progress(f"Prepared {len(train)} training items and {held} from {cfg.data} ({load_report.format} format). "
+             f"Tokens per item: min {s['min']}, median {s['median']}, p90 {s['p90']}, max {s['max']}, "
+             f"total {s['total']}.")
     if load_report.duplicates or overlong:
         progress(f"Dropped {len(load_report.duplicates)} duplicate and {len(overlong)} over-long item(s); "
                  f"see {run.prepared / 'report.json'}.")
-    return Prepared(train, val, report)
+    return Prepared(train, val, report, probes)
 
 
 def load_prepared(cfg: Config) -> Prepared:
@@ -91,12 +113,13 @@ def load_prepared(cfg: Config) -> Prepared:
         path = run.prepared / name
         return items_from_records([r for _, r in read_jsonl(path)], str(path)) if path.stat().st_size else []
 
-    return Prepared(items("train.jsonl"), items("validation.jsonl"), read_json(report_path))
+    return Prepared(items("train.jsonl"), items("validation.jsonl"), read_json(report_path),
+                    read_probes(run.prepared / "probes.jsonl"))
 
 
 # The knobs prepare's split and its dropping of over-long or repeated items depend on.
 PREPARE_KNOBS = ("validation_split", "seed", "max_seq_length", "skip_overlong", "skip_duplicates", "system_prompt",
-                 "columns", "chat_template")
+                 "columns", "chat_template", "objective", "probes")
 
 
 def is_current(cfg: Config) -> bool:

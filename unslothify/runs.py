@@ -35,6 +35,14 @@ class Version:
     def eval_loss(self) -> float | None:
         return self.manifest.get("final_eval_loss")
 
+    @property
+    def probe_recall(self) -> float | None:
+        return self.manifest.get("final_probe_recall")
+
+    @property
+    def probe_retention(self) -> float | None:
+        return self.manifest.get("final_probe_retention")
+
     def history(self) -> list[dict]:
         f = self.path / "history.json"
         return json.loads(f.read_text()) if f.exists() else []
@@ -78,7 +86,8 @@ class Run:
         return self.root / f"v{max(taken, default=0) + 1:03d}"
 
     def version(self, which: int | str | None = None) -> Version:
-        """A version by number (3, 'v003', '3'), 'latest' / None, or 'best' (lowest validation loss)."""
+        """A version by number (3, 'v003', '3'), 'latest' / None, or 'best' (best_version: by the probes under
+        the knowledge objective, else the lowest validation loss)."""
         versions = self.versions()
         if not versions:
             raise FileNotFoundError(f"{self.root}: no adapter versions yet; train first.")
@@ -94,13 +103,36 @@ class Run:
                                 f"{', '.join(v.name for v in versions)}.")
 
 
+# Under the knowledge objective a version is eligible for "best" while it answers at least this share of the
+# general questions the base model answered (trainer.RETENTION_FLOOR names the same floor for the warnings).
+RETENTION_FLOOR = 0.9
+
+
 def best_version(versions: list[Version]) -> Version:
+    """Knowledge objective (versions with probe scores): the highest probe recall among the versions whose
+    retention stays at or above RETENTION_FLOOR (on a tie, the higher retention, then the later version); when
+    none does, the one that kept the most. Otherwise (skill): the lowest validation loss. No scores: the latest."""
+    probed = [v for v in versions if v.probe_recall is not None]
+    if probed:
+        kept = [v for v in probed if (v.probe_retention if v.probe_retention is not None else 1.0) >= RETENTION_FLOOR]
+        if kept:
+            return max(kept, key=lambda v: (v.probe_recall, v.probe_retention or 0.0, v.number))
+        return max(probed, key=lambda v: (v.probe_retention or 0.0, v.probe_recall, v.number))
     scored = [v for v in versions if v.eval_loss is not None]
     return min(scored, key=lambda v: (v.eval_loss, -v.number)) if scored else versions[-1]
 
 
+def best_rule(versions: list[Version]) -> str:
+    """What `best` means for these versions, in one line."""
+    if any(v.probe_recall is not None for v in versions):
+        return (f"highest probe recall among versions keeping retention >= {RETENTION_FLOOR:.0%} of the base "
+                f"model's")
+    return "lowest validation loss"
+
+
 def versions_table(run: Run) -> list[dict]:
-    """One row per version with its metrics; the best by validation loss is marked."""
+    """One row per version with its metrics (recall and retention: the probes', objective knowledge); the best
+    version (best_version) is marked."""
     versions = run.versions()
     if not versions:
         return []
@@ -116,6 +148,8 @@ def versions_table(run: Run) -> list[dict]:
             "steps": m.get("cumulative_steps"),
             "train_loss": m.get("final_train_loss"),
             "eval_loss": m.get("final_eval_loss"),
+            "recall": m.get("final_probe_recall"),
+            "retention": m.get("final_probe_retention"),
             "seconds": m.get("train_seconds"),
             "peak_mem_gib": m.get("peak_memory_gib"),
             "created": m.get("created"),

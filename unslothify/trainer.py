@@ -14,7 +14,7 @@ import resource
 import time
 
 from .models import has_cuda, precision
-from .runs import Run
+from .runs import RETENTION_FLOOR, Run  # "best" and the warnings read retention against one floor
 
 # Knobs of the loaded model and its adapter: a training call cannot change them (a new adapter can). The chat
 # template is the adapter's too: it was trained on prompts rendered with it.
@@ -104,12 +104,13 @@ def learning_rate(cfg, mean_item_tokens: float | None) -> float:
 
 
 def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, output_dir: str | None = None,
-             run_name: str | None = None, mean_item_tokens: float | None = None):
+             run_name: str | None = None, mean_item_tokens: float | None = None, probed: bool = False):
     """SFTConfig for one training call of `epochs` over the training data, from the config alone.
 
     mean_item_tokens (the data's size per item) scales the learning rate of packed steps (learning_rate()).
     start_step is the cumulative step the call starts from: 0 evaluates once before training (the curve's
-    first point); otherwise it shifts the seed so a continued call sees a fresh data order. Evaluation
+    first point); otherwise it shifts the seed so a continued call sees a fresh data order. probed (the
+    knowledge objective: evaluations score the probes) makes early stopping watch probe recall. Evaluation
     runs evals_per_epoch times per epoch, given to the Trainer as a share of the call's steps, so it holds
     for packed rows and data-parallel processes alike."""
     from trl import SFTConfig
@@ -147,8 +148,8 @@ def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, out
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=mode == "bf16",
         fp16=mode == "fp16",
-        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
-        greater_is_better=False if cfg.early_stopping_patience else None,
+        metric_for_best_model=(("probe_recall" if probed else "eval_loss") if cfg.early_stopping_patience else None),
+        greater_is_better=probed if cfg.early_stopping_patience else None,
         dataset_num_proc=None,
         disable_tqdm=False,
     )
@@ -226,6 +227,67 @@ def overfitting_message(history: list[dict], best_version_name: str | None = Non
             f"lora_dropout / weight_decay{where}.")
 
 
+# What the loss history keeps of Trainer's logs (log key -> history key); the probes' scores arrive with the
+# evaluation's loss (ProbedSFTTrainer below).
+HISTORY_KEYS = {"loss": "loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
+                "eval_probe_recall": "probe_recall", "eval_probe_retention": "probe_retention",
+                "eval_probe_seconds": "probe_seconds"}
+
+
+def knowledge_message(history: list[dict], best_version_name: str | None = None) -> str | None:
+    """Plain words when the probes say training has stopped helping: retention fell under the floor, or
+    recall stalled over the last two evaluations while training loss kept falling."""
+    evals = [h for h in history if "probe_recall" in h]
+    if len(evals) < 2:
+        return None
+    back = f" Or go back to {best_version_name} (the best version so far)." if best_version_name else ""
+    last, before = evals[-1], evals[:-1]
+    kept = [e["probe_retention"] for e in before if "probe_retention" in e]
+    if "probe_retention" in last and last["probe_retention"] < RETENTION_FLOOR and kept and max(kept) >= RETENTION_FLOOR:
+        return (f"Forgetting: the model now answers {last['probe_retention']:.0%} of the general questions the base "
+                f"model answered (it was {kept[-1]:.0%}), under the {RETENTION_FLOOR:.0%} floor. Lower learning_rate "
+                f"or the epochs, or raise augment.replay." + back)
+    if len(evals) < 3:
+        return None
+    lo, hi = evals[-3]["step"], evals[-1]["step"]
+    train = [h["loss"] for h in history if "loss" in h and lo <= h["step"] <= hi]
+    stalled = max(e["probe_recall"] for e in evals[-2:]) <= evals[-3]["probe_recall"]
+    if stalled and len(train) >= 2 and sum(train[-3:]) / len(train[-3:]) < sum(train[:3]) / len(train[:3]):
+        return (f"Recall has stalled: the probes are answered at {evals[-1]['probe_recall']:.0%}, no better than "
+                f"{evals[-3]['probe_recall']:.0%} two evaluations ago, while training loss kept falling. More epochs "
+                f"now memorise the training wording rather than teach the facts: stop here, or teach them in more "
+                f"words (augment.rephrasings)." + back)
+    return None
+
+
+def steering_message(history: list[dict], best_version_name: str | None = None) -> str | None:
+    """The warning for this history: by the probes under the knowledge objective, else by validation loss."""
+    if any("probe_recall" in h for h in history):
+        return knowledge_message(history, best_version_name)
+    return overfitting_message(history, best_version_name)
+
+
+def probed_trainer_class():
+    """SFTTrainer whose evaluations also score the knowledge and retention probes (set `probe`: a callable
+    model -> {'probe_recall', 'probe_retention', 'probe_seconds'}).
+
+    They are added to the evaluation's metrics in `log`, before any callback runs: Trainer.evaluate() hands
+    this same dict to log() and then to on_evaluate(), so the trackers, the loss history, the progress line,
+    early stopping and Trainer's best-metric bookkeeping all see probe recall beside eval_loss. Trainer has no
+    hook for generation-based metrics in a causal-LM evaluation (compute_metrics sees logits only)."""
+    from trl import SFTTrainer
+
+    class ProbedSFTTrainer(SFTTrainer):
+        probe = None
+
+        def log(self, logs, *args, **kwargs):
+            if self.probe is not None and "eval_loss" in logs:
+                logs.update({f"eval_{k}": v for k, v in self.probe(self.model).items()})
+            return super().log(logs, *args, **kwargs)
+
+    return ProbedSFTTrainer
+
+
 def history_callback(session, live):
     """Records losses on the session's cumulative step/epoch axis, times epochs, watches for overfitting."""
     from transformers import TrainerCallback
@@ -254,15 +316,15 @@ def history_callback(session, live):
             if "loss" not in logs and "eval_loss" not in logs:
                 return  # the end-of-training summary
             entry = {"step": self.step0 + state.global_step, "epoch": round(self.epoch0 + (state.epoch or 0.0), 4)}
-            for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+            for key, name in HISTORY_KEYS.items():
                 value = logs.get(key)
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    entry[key] = float(value)
+                    entry[name] = float(value)
             session.history.append(entry)
             if live is not None:
                 live(session.history)
             if "eval_loss" in logs and not self.warned:
-                msg = overfitting_message(session.history, session.best_version_name())
+                msg = steering_message(session.history, session.best_version_name())
                 if msg:
                     self.warned = True
                     session.progress(msg)
@@ -289,6 +351,17 @@ def time_cap_callback(session, minutes: float):
     return TimeCap()
 
 
+def evaluation_line(epoch: float, step: int, logs: dict) -> str:
+    """One line per evaluation: 'epoch 1.00, step 20: validation loss 2.3104; probes: recall 0.45, retention 0.97'."""
+    line = f"epoch {epoch:.2f}, step {step}: validation loss {logs['eval_loss']:.4f}"
+    if "eval_probe_recall" in logs:
+        line += f"; probes: recall {logs['eval_probe_recall']:.2f}"
+        if "eval_probe_retention" in logs:
+            line += f", retention {logs['eval_probe_retention']:.2f}"
+        line += f" ({logs.get('eval_probe_seconds', 0):.0f} s)"
+    return line
+
+
 def use_compact_progress(trainer):
     """Trainer's terminal progress bar, printing one short line per validation instead of a dict per step
     (in a notebook, Trainer's own per-step table stays)."""
@@ -297,8 +370,7 @@ def use_compact_progress(trainer):
     class CompactProgress(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kw):
             if state.is_world_process_zero and self.training_bar is not None and logs and "eval_loss" in logs:
-                self.training_bar.write(f"epoch {state.epoch or 0:.2f}, step {state.global_step}: "
-                                        f"validation loss {logs['eval_loss']:.4f}")
+                self.training_bar.write(evaluation_line(state.epoch or 0, state.global_step, logs))
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(CompactProgress)

@@ -54,6 +54,8 @@ class FineTune:
         self.last_trainer = None
         self.stopped_at_cap = False  # the last call stopped at max_train_minutes
         self._data = (None, None)  # (what the tokenised data was made from, the data)
+        self._retention = None  # the retention probes for this model (objective knowledge), filtered once
+        self._call_history_start = 0  # where the last training call's entries begin in history
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -140,7 +142,10 @@ class FineTune:
             [[i.to_record() for i in train_items], [i.to_record() for i in prepared.validation],
              cfg.max_seq_length, cfg.skip_overlong, cfg.system_prompt], sort_keys=True).encode()).hexdigest()
         if self._data[0] != made_from:  # said once per change of data, not on every call that asks for it
-            self.progress(f"Training on {describe(train_items)}.")
+            steer = (f"objective knowledge: every item is trained, {len(prepared.probes)} probes steer"
+                     if prepared.objective == "knowledge" else
+                     f"objective skill: {len(prepared.validation)} held-out items steer")
+            self.progress(f"Training on {describe(train_items)}; {steer}.")
             rows = {}
             for name, items in (("train", train_items), ("validation", prepared.validation)):
                 rows[name] = tokenize_items(self.tokenizer, items, cfg.max_seq_length, cfg.skip_overlong,
@@ -172,22 +177,38 @@ class FineTune:
         check_trackers(call)
         train_ds, val_ds, prepared, train_items = self.datasets(call)
         self.cfg = call
+        probe = self.probe_for(call, prepared) if val_ds is not None else None
         name = self.run.next_version_path().name  # the version this call makes names its tracker run
         lengths = [len(r) for r in train_ds["input_ids"]]
         args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps, run_name=name,
-                        mean_item_tokens=sum(lengths) / max(1, len(lengths)))
+                        mean_item_tokens=sum(lengths) / max(1, len(lengths)), probed=probe is not None)
         if args.learning_rate != call.learning_rate:
             self.progress(f"Packed steps of about {call.per_device_train_batch_size * call.max_seq_length * len(lengths) / sum(lengths):.0f} "
                           f"items: learning rate {call.learning_rate:g} x sqrt(items / 8) = {args.learning_rate:.3g} "
                           f"(packed_lr_scale).")
         with tracker_env(call, self.run, name):
-            return self._train(call, args, train_ds, val_ds, prepared, train_items, interrupted if resume else None)
+            return self._train(call, args, train_ds, val_ds, prepared, train_items, interrupted if resume else None,
+                               probe)
 
-    def _train(self, call, args, train_ds, val_ds, prepared, train_items, interrupted) -> Version | None:
+    def probe_for(self, cfg: Config, prepared):
+        """Under the knowledge objective, what each evaluation scores: model -> probe recall and retention
+        (unslothify/probes.py). The retention probes are filtered for this model once per session (and kept
+        in the run folder); None under the skill objective."""
+        from .probes import measure, retention_probes
+
+        if prepared.objective != "knowledge" or not prepared.probes:
+            return None
+        if self._retention is None:
+            self._retention = retention_probes(self.model, self.tokenizer, cfg, self.model_path, self.progress)
+        knowledge, retention = prepared.probes, self._retention
+        return lambda model: measure(model, self.tokenizer, knowledge, retention, cfg)
+
+    def _train(self, call, args, train_ds, val_ds, prepared, train_items, interrupted, probe=None) -> Version | None:
         from transformers import EarlyStoppingCallback
         from trl import SFTTrainer
 
         from .models import for_training
+        from .trainer import probed_trainer_class
 
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
         self.stopped_at_cap = False
@@ -196,12 +217,15 @@ class FineTune:
         if call.early_stopping_patience and val_ds is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=call.early_stopping_patience))
         for_training(self.model)
-        trainer = SFTTrainer(model=self.model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                             processing_class=self.tokenizer, callbacks=callbacks)
+        trainer_class = probed_trainer_class() if probe is not None else SFTTrainer
+        trainer = trainer_class(model=self.model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                                processing_class=self.tokenizer, callbacks=callbacks)
+        trainer.probe = probe
         self.last_trainer = trainer
         use_compact_progress(trainer)
         self.epoch_seconds = []
         history_before = list(self.history)
+        self._call_history_start = len(history_before)
         reset_peak_memory()
         started = time.perf_counter()
         try:
@@ -283,6 +307,8 @@ class FineTune:
         epochs it trained) and a manifest, written under a temporary name and renamed when complete."""
         train_losses = [h["loss"] for h in self.history if "loss" in h]
         eval_losses = [h["eval_loss"] for h in self.history if "eval_loss" in h]
+        probed = [h for h in self.history if "probe_recall" in h]
+        this_call = self.history[self._call_history_start:]
         peak, peak_kind = peak_memory_gib()
         manifest = {
             "base_model": self.cfg.model,
@@ -302,6 +328,13 @@ class FineTune:
             "cumulative_steps": self.cumulative_steps,
             "final_train_loss": train_losses[-1] if train_losses else None,
             "final_eval_loss": eval_losses[-1] if eval_losses else None,
+            "objective": prepared.objective,
+            "probe_items": len(prepared.probes),
+            "retention_probes": len(self._retention or []),
+            "base_probe_recall": probed[0]["probe_recall"] if probed and probed[0]["step"] == 0 else None,
+            "final_probe_recall": probed[-1]["probe_recall"] if probed else None,
+            "final_probe_retention": probed[-1].get("probe_retention") if probed else None,
+            "probe_seconds": round(sum(h.get("probe_seconds", 0) for h in this_call), 2),
             "train_seconds": round(seconds, 2),
             "epoch_seconds": self.epoch_seconds,
             "peak_memory_gib": round(peak, 3),
@@ -323,9 +356,18 @@ class FineTune:
         self.parent = target.name
         version = self.run.version(target.name)
         per_epoch = f", {sum(self.epoch_seconds) / len(self.epoch_seconds):.1f} s per epoch" if self.epoch_seconds else ""
+        probes = ""
+        if manifest["final_probe_recall"] is not None:
+            base = manifest["base_probe_recall"]
+            probes = (f", probe recall {manifest['final_probe_recall']:.2f}"
+                      + (f" (base {base:.2f})" if base is not None else "")
+                      + (f", retention {manifest['final_probe_retention']:.2f}"
+                         if manifest["final_probe_retention"] is not None else "")
+                      + f" (the probes took {manifest['probe_seconds']:.0f} s, "
+                        f"{manifest['probe_seconds'] / max(seconds, 1e-9):.0%} of this call)")
         self.progress(f"Saved {version.name}: {manifest['cumulative_epochs']:g} epochs, train loss "
-                      f"{_fmt(manifest['final_train_loss'])}, validation loss {_fmt(manifest['final_eval_loss'])}, "
-                      f"{seconds:.0f} s{per_epoch}, peak memory {peak:.2f} GiB ({peak_kind}).")
+                      f"{_fmt(manifest['final_train_loss'])}, validation loss {_fmt(manifest['final_eval_loss'])}"
+                      f"{probes}, {seconds:.0f} s{per_epoch}, peak memory {peak:.2f} GiB ({peak_kind}).")
         return version
 
 

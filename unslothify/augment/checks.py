@@ -115,8 +115,9 @@ def check_question(variant: str, original: str, existing: set[str]) -> str | Non
     n = norm_question(v)
     if n == norm_question(original) or n in existing:
         return "copy"
-    if not (v.endswith("?") or re.match(r"^(tell|name|give|list|describe|explain|please|i'd like|i want|i was "
-                                         r"wondering|could you|can you)\b", v, re.IGNORECASE)):
+    if not (v.endswith("?") or re.match(r"^(tell|name|give|list|describe|explain|identify|say|remind|help|please|"
+                                         r"i'd like|i want|i was wondering|i'm curious|i forget|could you|can you)\b",
+                                         v, re.IGNORECASE)):
         return "not_a_question"  # e.g. a small generator answering instead of rewording
     if len(v) > 3 * len(original) + 40:
         return "too_long"

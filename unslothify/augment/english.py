@@ -55,7 +55,7 @@ def is_english(text: str) -> bool:
 
 _AUX = ("is", "are", "was", "were", "does", "do", "did", "has", "have", "had", "can", "will", "would", "should")
 _IRREGULAR_PAST = {
-    "keep": "kept", "build": "built", "write": "wrote", "make": "made", "hold": "held", "find": "found",
+    "do": "did", "keep": "kept", "build": "built", "write": "wrote", "make": "made", "hold": "held", "find": "found",
     "give": "gave", "take": "took", "bring": "brought", "sell": "sold", "see": "saw", "eat": "ate",
     "run": "ran", "begin": "began", "become": "became", "come": "came", "get": "got", "go": "went",
     "know": "knew", "lead": "led", "ring": "rang", "rise": "rose", "speak": "spoke", "tell": "told",
@@ -371,3 +371,56 @@ def rule_rephrasings(question: str, k: int, rng: random.Random, existing: set[st
         if len(out) == k:
             break
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The probe family: rewordings kept out of training. Knowledge probes (unslothify/probes.py) ask a trained
+# fact in words the training data never holds. The rules above make the training rewordings; the frames and
+# word swaps below are used for probes alone, so a probe is not a copy of one of them and shares none of
+# their frames (it still shares their phrase-level parsing, _embedded and _front_phrase).
+# ----------------------------------------------------------------------------------------------------------
+_PROBE_FRAMES = [
+    "Identify {e}.", "Remind me {e}.", "Settle this for me: {e}?", "Do you remember {e}?", "I'm curious {e}.",
+    "Help me recall {e}.", "Say {e}.", "Name {e}.", "Is it known {e}?", "I forget {e}. Do you know?",
+]
+_PROBE_FRAMES_Q = ["Here is one for you: {q}", "Help me out: {q}", "A question on this: {q}", "Honest answer: {q}"]
+_PROBE_WORD_SWAPS = {
+    "keeps": "looks after", "keep": "look after", "invented": "devised", "founded": "set up", "built": "put up",
+    "wrote": "was the writer of", "designed": "conceived", "discovered": "came upon", "hang": "are there",
+    "official": "sanctioned", "traditional": "time-honoured", "usually": "as a rule", "often": "many times",
+    "main": "key", "famous": "renowned", "known": "recognised", "called": "termed", "named": "titled",
+    "people": "folks", "village": "hamlet", "town": "township", "leads": "directs", "uses": "makes use of",
+    "use": "make use of", "colour": "shade", "color": "shade", "number": "total", "symbol": "sign",
+    "celebrate": "commemorate", "typical": "characteristic", "served": "dished up", "serve": "dish up",
+    "cook": "make", "recipe": "formula", "dish": "plate", "difference": "contrast", "need": "want",
+    "end": "finish", "eat": "have", "made": "prepared", "start": "begin",
+}
+
+
+def probe_rewordings(question: str, rng: random.Random) -> list[str]:
+    """Rewordings of one question in the probe family (frames and word swaps training never uses), each
+    combined with a probe-only word swap where the question has one, best first. Unchecked: the caller
+    checks them against the data (checks.check_question)."""
+    q = question.strip()
+    if not q or not is_english(q):
+        return []
+    swapped = []
+    toks = q.split(" ")
+    for j, t in enumerate(toks):
+        core = t.strip("?,.!;:")
+        if j > 0 and core.islower() and core in _PROBE_WORD_SWAPS:
+            swapped.append(" ".join(toks[:j] + [t.replace(core, _PROBE_WORD_SWAPS[core])] + toks[j + 1:]))
+    bases = swapped + [q] if swapped else [q]
+    rng.shuffle(swapped)
+    out = []
+    for base in bases:
+        emb = _embedded(base)
+        fronted = _front_phrase(base)
+        frames = [f.format(e=emb) for f in _PROBE_FRAMES] if emb else []
+        rng.shuffle(frames)
+        qs = [f.format(q=base) for f in _PROBE_FRAMES_Q]
+        rng.shuffle(qs)
+        if fronted:
+            qs.insert(0, rng.choice(_PROBE_FRAMES_Q).format(q=fronted))
+        out += frames[:3] + qs[:2]
+    return [re.sub(r"\s+", " ", c).strip() for c in out]

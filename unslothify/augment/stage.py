@@ -12,6 +12,7 @@ from pathlib import Path
 from ..data import DataError, Item, detect_format, normalise, read_jsonl
 from ..fsutil import atomic_write_json, atomic_write_text, sha256_file
 from ..runs import Run
+from .checks import norm_question, user_text
 from .context import Context
 from .kinds import KINDS, NAMES
 
@@ -143,7 +144,11 @@ def load_augmented(path: str | Path, prepared=None) -> list[Item]:
     path = Path(path)
     if not path.exists() or not path.stat().st_size:
         return []
-    val_lines = {i.source_line if i.source_line is not None else i.line for i in prepared.validation} \
+    # Withheld validation items (objective skill) must not reach training through their variants; under the
+    # knowledge objective the validation items are probes of trained items, whose wording must not.
+    withheld = [i for i in prepared.validation if i.kind != "probe"] if prepared is not None else []
+    val_lines = {i.source_line if i.source_line is not None else i.line for i in withheld}
+    probe_questions = {norm_question(user_text(i) or "") for i in prepared.validation if i.kind == "probe"} \
         if prepared is not None else set()
     items = []
     for number, rec in read_jsonl(path):
@@ -159,6 +164,11 @@ def load_augmented(path: str | Path, prepared=None) -> list[Item]:
         if kind != "replay" and src in val_lines:
             raise DataError(f"{where}: source_line {src} is a validation item; augmenting it would leak validation "
                             f"data into training. Delete the line, or run `python -m unslothify augment` again.")
+        if messages is not None and norm_question(next((m["content"] for m in reversed(messages)
+                                                        if m["role"] == "user"), "")) in probe_questions:
+            raise DataError(f"{where}: this question is a knowledge probe's (prepared/probes.jsonl); training on it "
+                            f"would make the probe measure memory of its wording. Delete the line, or run "
+                            f"`python -m unslothify augment` again.")
         items.append(Item(line=number, source=str(path), messages=messages, text=text, kind=kind, source_line=src))
     return items
 

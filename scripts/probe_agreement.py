@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Are the knowledge probes worth steering by? Train as `run` does, with several evaluations per epoch, and at
+every evaluation score both the probes (made from the training items) and the held-out questions written by
+hand (eval/questions.jsonl, examples/invented/questions.jsonl), which nothing else in a run ever chooses by.
+
+    python scripts/probe_agreement.py measure --set invented --epochs 4.5 --evals-per-epoch 2 --seed 1
+    python scripts/probe_agreement.py measure --set domain --epochs 3 --evals-per-epoch 2 --seed 1
+    python scripts/probe_agreement.py report          # docs/probes.md and docs/probe_agreement.png
+
+Each evaluation point is a version a user could have saved. The report gives, per set and seed: the points
+(probe recall, held-out recall, probe retention), the rank correlation of probe recall with held-out recall
+(Spearman), and whether the point the probes choose (runs.best_version's rule) is within 0.05 of the best
+held-out recall of any point. Raw points: docs/measurements/probe-agreement.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SETS = {
+    "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
+    "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
+}
+RESULTS = ROOT / "docs" / "measurements" / "probe-agreement.jsonl"
+DOC = ROOT / "docs" / "probes.md"
+PLOT = ROOT / "docs" / "probe_agreement.png"
+
+
+def cmd_measure(args):
+    from unslothify.augment import run_augment
+    from unslothify.config import load_config
+    from unslothify.estimate import machine
+    from unslothify.evaluation import evaluate, load_questions
+    from unslothify.models import has_cuda
+    from unslothify.prepare import prepare
+    from unslothify.training import FineTune
+
+    data, questions_path = SETS[args.set]
+    questions = load_questions(questions_path)
+    with tempfile.TemporaryDirectory() as td:
+        copy = Path(td) / data.name
+        shutil.copy2(data, copy)  # the augmented file is written beside the data
+        cfg = load_config(None, model=args.model, data=str(copy), eval_questions=str(questions_path),
+                          output_dir=str(Path(td) / "run"), seed=args.seed, num_train_epochs=args.epochs,
+                          evals_per_epoch=args.evals_per_epoch, max_train_minutes=0, **json.loads(args.knobs))
+        started = time.perf_counter()
+        prepared = prepare(cfg, plot=False)
+        ft = FineTune.start(cfg)
+        if cfg.augment.enabled:
+            run_augment(cfg, prepared, print, ft.model, ft.tokenizer)
+        heldout: list[dict] = []
+        probe_for = ft.probe_for
+
+        def with_heldout(call_cfg, prep):
+            probe = probe_for(call_cfg, prep)
+
+            def both(model):
+                out = probe(model)
+                t0 = time.perf_counter()
+                from unslothify.probes import _generating
+
+                with _generating(model):
+                    score, _ = evaluate(model, ft.tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
+                                        system_prompt=cfg.system_prompt)
+                heldout.append({"heldout_recall": score["recall"], "heldout_seconds": round(time.perf_counter() - t0, 1),
+                                **{k: v for k, v in score.items() if k.endswith("_recall") and k != "recall"}})
+                return out
+            return both
+
+        ft.probe_for = with_heldout
+        version = ft.train()
+        points = [h for h in version.history() if "probe_recall" in h]
+        assert len(points) == len(heldout), (len(points), len(heldout))
+        row = {"set": args.set, "seed": args.seed, "model": cfg.model, "machine": machine(), "gpu": has_cuda(),
+               "epochs": args.epochs, "evals_per_epoch": args.evals_per_epoch, "knobs": json.loads(args.knobs),
+               "probes": len(prepared.probes), "heldout_questions": len(questions),
+               "seconds": round(time.perf_counter() - started, 1), "train_seconds": version.manifest["train_seconds"],
+               "probe_seconds": version.manifest["probe_seconds"],
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "points": [{"epoch": p["epoch"], "step": p["step"], "probe_recall": p["probe_recall"],
+                           "probe_retention": p.get("probe_retention"), "eval_loss": p.get("eval_loss"), **h}
+                          for p, h in zip(points, heldout)]}
+    out = Path(args.out or RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: v for k, v in row.items() if k != "points"}))
+    for p in row["points"]:
+        print(f"epoch {p['epoch']:.2f}: probes {p['probe_recall']:.3f} held-out {p['heldout_recall']:.3f} "
+              f"retention {p['probe_retention']}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------------
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation with average ranks for ties (Pearson on the ranks)."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+    rx, ry = ranks(xs), ranks(ys)
+    n = len(xs)
+    mx, my = sum(rx) / n, sum(ry) / n
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx) ** 0.5
+    vy = sum((b - my) ** 2 for b in ry) ** 0.5
+    return cov / (vx * vy) if vx and vy else float("nan")
+
+
+def chosen_point(points: list[dict]) -> dict:
+    """The point runs.best_version would pick among versions saved at these points."""
+    from unslothify.runs import RETENTION_FLOOR
+
+    kept = [p for p in points if (p.get("probe_retention") or 1.0) >= RETENTION_FLOOR]
+    if kept:
+        return max(kept, key=lambda p: (p["probe_recall"], p.get("probe_retention") or 0, p["step"]))
+    return max(points, key=lambda p: (p.get("probe_retention") or 0, p["probe_recall"], p["step"]))
+
+
+def summarise(row: dict) -> dict:
+    pts = [p for p in row["points"] if p["step"] > 0]  # the base point says nothing about steering
+    chosen = chosen_point(pts)
+    best = max(p["heldout_recall"] for p in pts)
+    probe_mean = sum(p["probe_recall"] for p in pts) / len(pts)
+    held_mean = sum(p["heldout_recall"] for p in pts) / len(pts)
+    return {"rho": spearman([p["probe_recall"] for p in pts], [p["heldout_recall"] for p in pts]),
+            "chosen_epoch": chosen["epoch"], "chosen_heldout": chosen["heldout_recall"], "best_heldout": best,
+            "within": best - chosen["heldout_recall"] <= 0.05 + 1e-9, "overstate": probe_mean - held_mean,
+            "probe_share": row["probe_seconds"] / max(1e-9, row["train_seconds"])}
+
+
+def cmd_report(args):
+    rows = [json.loads(line) for line in Path(args.results or RESULTS).read_text().splitlines() if line.strip()]
+    lines = ["# Knowledge probes against held-out questions", "",
+             "Made by `python scripts/probe_agreement.py report` from "
+             f"`{(Path(args.results or RESULTS)).relative_to(ROOT)}` (raw points); each row below is one training "
+             "run as `run` trains it, evaluated several times per epoch. At every evaluation the run scored its "
+             "knowledge probes (made from its own training items, `unslothify/probes.py`) and, for this comparison "
+             "only, the hand-written held-out questions. rho: Spearman rank correlation of probe recall with "
+             "held-out recall over the evaluation points after step 0. chosen: the point the probes pick by "
+             "`best`'s rule (highest probe recall with retention >= 90 %), and its held-out recall against the "
+             "best held-out recall of any point. overstates: mean probe recall minus mean held-out recall.", "",
+             "| set | seed | machine | epochs | evals | probes | rho | chosen at epoch | its held-out | best held-out "
+             "| within 0.05 | overstates by | probe time / training |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        s = summarise(row)
+        lines.append(f"| {row['set']} | {row['seed']} | {'GPU' if row['gpu'] else 'CPU'} ({row['date'][:10]}) | "
+                     f"{row['epochs']:g} | {len(row['points'])} | {row['probes']} | {s['rho']:.2f} | "
+                     f"{s['chosen_epoch']:.2f} | {s['chosen_heldout']:.3f} | {s['best_heldout']:.3f} | "
+                     f"{'yes' if s['within'] else 'no'} | {s['overstate']:+.3f} | {s['probe_share']:.0%} |")
+    lines += ["", "Every point:", "", "| set | seed | epoch | probe recall | held-out recall | retention | validation loss |",
+              "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for p in row["points"]:
+            lines.append(f"| {row['set']} | {row['seed']} | {p['epoch']:.2f} | {p['probe_recall']:.3f} | "
+                         f"{p['heldout_recall']:.3f} | {p['probe_retention'] if p['probe_retention'] is not None else '–'} | "
+                         f"{p['eval_loss']:.3f} |")
+    lines += ["", f"![probe recall against held-out recall]({PLOT.name})", ""]
+    if args.extra and Path(args.extra).exists():
+        lines += [Path(args.extra).read_text().strip(), ""]
+    _plot(rows)
+    DOC.write_text("\n".join(lines), encoding="utf-8")
+    print("wrote", DOC, "and", PLOT)
+
+
+def _plot(rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = sorted({r["set"] for r in rows})
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        for row in [r for r in rows if r["set"] == name]:
+            pts = row["points"]
+            ep = [p["epoch"] for p in pts]
+            line, = ax.plot(ep, [p["probe_recall"] for p in pts], "o-", label=f"probes, seed {row['seed']}")
+            ax.plot(ep, [p["heldout_recall"] for p in pts], "s--", color=line.get_color(),
+                    label=f"held-out, seed {row['seed']}")
+        ax.set_title(f"{name}: probe vs held-out recall")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("recall")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("measure")
+    m.add_argument("--set", choices=sorted(SETS), default="invented")
+    m.add_argument("--model", default="embedded")
+    m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--epochs", type=float, default=4.5)
+    m.add_argument("--evals-per-epoch", type=int, default=2)
+    m.add_argument("--knobs", default="{}", help="more config knobs as JSON, e.g. '{\"learning_rate\": 1e-3}'")
+    m.add_argument("--out", default=None)
+    r = sub.add_parser("report")
+    r.add_argument("--results", default=None)
+    r.add_argument("--extra", default=None, help="a markdown file appended to the report (notes)")
+    args = p.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    {"measure": cmd_measure, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
