@@ -123,21 +123,35 @@ NOTEBOOKS = {
         code("from unslothify.training import FineTune\n\n"
              "cfg = panel.config\n"
              "ft = FineTune.resume(cfg, continue_from) if continue_from else FineTune.start(cfg)"),
-        md("Loss curves redraw here while training runs (cumulative epochs; dotted lines mark saved versions)."),
+        md("Live curves for the training cell below: it draws them under itself and redraws them at every "
+           "evaluation, on the cumulative epoch axis (dotted lines mark saved versions)."),
         code("from unslothify.notebook import LossPlot\n\nft.live_plot = LossPlot(ft)"),
-        md("All versions with their metrics; `*` marks the lowest validation loss."),
-        code("from unslothify.notebook import versions\n\nversions(cfg.output_dir)"),
+        md("What the curves mean, for question-and-answer data (objective *knowledge*, printed when the data was "
+           "prepared):\n\n"
+           "- **recall**: the share of *knowledge probes*, your own facts asked in words the model never trains "
+           "on, that it answers with the fact. This is what you came for: more is better.\n"
+           "- **retention**: the share of general questions the base model answered that it still answers. Under "
+           "90 % it is forgetting what it knew.\n"
+           "- **validation loss**: the loss of your answers to the probe questions; it falls as facts are learnt.\n"
+           "- **training loss**: falls as it learns the training wording. Falling while recall stalls means it is "
+           "memorising words, not learning facts.\n\n"
+           "For other data (objective *skill*) validation loss on held-out items steers instead."),
         md("**Train.** Each run of this cell trains `more_epochs` more (the first run: `num_train_epochs`), "
            "continuing from the current weights, extending the same loss history, and saving a new version. "
-           "Re-run it to train more; if validation loss turns up while training loss falls, it says so."),
-        code("version = ft.train(panel.config, more_epochs)\nversions(cfg.output_dir)"),
+           "Re-run it to train more. It says so when retention falls under 90 % or recall stalls while training "
+           "loss falls (objective skill: when validation loss turns up while training loss falls)."),
+        code("version = ft.train(panel.config, more_epochs)"),
+        md("All versions with their metrics. `*` marks the best: the highest recall among the versions that keep "
+           "retention at 90 % or more (objective skill: the lowest validation loss). Re-run this cell after each "
+           "training run."),
+        code("from unslothify.notebook import versions\n\nversions(cfg.output_dir)"),
     ],
     "03_merge_export_chat.ipynb": [
         header("chat.svg", "3 · Chat, compare, export",
                "Talk to a trained version, compare it with the base model on the held-out questions, and export "
                "it: the adapter alone, a merged 16-bit model, and GGUF for llama.cpp / Ollama. Every export is "
                "checked against the adapter it came from."),
-        *setup_cells('version = "best"            # "best" (lowest validation loss), "latest" or a number\n'
+        *setup_cells('version = "best"            # "best" (highest probe recall keeping retention), "latest" or a number\n'
                      f'exports = {list(FORMATS)!r}\n'
                      'gguf_type = "q8_0"          # f16 / bf16 / q8_0, or q4_k_m etc. with llama-cpp-python\n'
                      'push_repo = ""              # e.g. "you/meatball-mistral"; token from HF_TOKEN or login\n'
@@ -151,8 +165,10 @@ NOTEBOOKS = {
              "session = ChatSession(model, tokenizer, cfg.system_prompt)\nprint_stream(session, first_message)"),
         md("A chat box: multi-turn, with sampling controls. Clear starts over."),
         code("from unslothify.widgets import ChatBox\n\nChatBox(session)"),
-        md("Base against tuned on the held-out questions (greedy decoding; an answer counts when it contains an "
-           "expected keyword as a whole word)."),
+        md("Base against tuned on the held-out questions of `eval_questions` (greedy decoding; an answer counts "
+           "when it contains an expected keyword as a whole word). This file only scores: nothing in training "
+           "chose by it, so the figure is an honest estimate of what the model knows; `general` is retention on "
+           "`general_questions`."),
         code("from unslothify.evaluation import base_vs_tuned\n\n"
              "summary, details = base_vs_tuned(model, tokenizer, cfg, version_name=chosen.name)\nsummary"),
         md("The answers side by side."),

@@ -66,6 +66,8 @@ def cmd_measure(args):
 
             def both(model):
                 out = probe(model)
+                if args.keep_checkpoints:  # the adapter at this point, for `families`
+                    model.save_pretrained(Path(args.keep_checkpoints) / f"point-{len(heldout):03d}")
                 t0 = time.perf_counter()
                 from unslothify.probes import _generating
 
@@ -98,6 +100,112 @@ def cmd_measure(args):
     for p in row["points"]:
         print(f"epoch {p['epoch']:.2f}: probes {p['probe_recall']:.3f} held-out {p['heldout_recall']:.3f} "
               f"retention {p['probe_retention']}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Candidate probe families, scored on saved adapters (how the shipped family was chosen)
+# ----------------------------------------------------------------------------------------------------------
+
+def _wh(question: str) -> str:
+    q = question.lower()
+    for lead, wh in (("how many", "How many"), ("how much", "How much"), ("who", "Who"), ("which person", "Who"),
+                     ("when", "When"), ("in what year", "When"), ("in which year", "When"), ("where", "Where"),
+                     ("what colour", "What colour"), ("which colour", "What colour")):
+        if q.startswith(lead) or f" {lead} " in q:
+            return wh
+    return "What"
+
+
+def family_questions(name: str, question: str, answer: str, terms: list[str], rng) -> list[str]:
+    """Candidate probe wordings of one item in family `name` (checked by the caller)."""
+    import re
+
+    from unslothify.augment import english as E
+    from unslothify.augment.checks import FUNCTION_WORDS, WORD, sentences
+
+    if name == "frames":
+        return E.probe_rewordings(question, rng)
+    if name == "lexical":  # a lead-phrase swap and every word swap the tables know, no frame
+        q = question.strip()
+        for pattern, alternatives in E._LEAD_SWAPS:
+            if re.search(pattern, q, re.IGNORECASE):
+                q = re.sub(pattern, alternatives[0], q, count=1, flags=re.IGNORECASE)
+                break
+        toks = q.split(" ")
+        for j, t in enumerate(toks):
+            core = t.strip("?,.!;:")
+            if j and core.islower():
+                alt = E._PROBE_WORD_SWAPS.get(core) or (E._WORD_SWAPS.get(core) or [None])[0]
+                if alt:
+                    toks[j] = t.replace(core, alt)
+        return [" ".join(toks)]
+    if name == "keyword":  # the question's names and content words, and what kind of answer it wants
+        words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E._AUX]
+        return [f"{_wh(question)}? Quick facts: {', '.join(words)}."] if words else []
+    if name == "echo":  # the answer's sentence with its key term asked for in place
+        for sent in sentences(answer):
+            for term in terms:
+                if term in sent:
+                    wh = ("what number" if term.isdigit() and not (len(term) == 4 and term[:2] in ("17", "18", "19", "20"))
+                          else "what year" if term.isdigit() else "whom" if " " in term and term.istitle() else "what")
+                    body = sent.replace(term, wh, 1).rstrip(".!")
+                    if any(t in body for t in terms):
+                        continue
+                    body = re.sub(r"\bwhat number (\w+)", r"how many \1", body)
+                    return [body[0].upper() + body[1:] + "?"]
+        return []
+    raise ValueError(name)
+
+
+FAMILIES = ("frames", "lexical", "keyword", "echo")
+
+
+def cmd_families(args):
+    import random
+
+    from unslothify.augment.checks import check_question, norm_question, single_turn, user_text, answer_text
+    from unslothify.config import load_config
+    from unslothify.data import load_items
+    from unslothify.evaluation import Question, evaluate, load_questions
+    from unslothify.models import load_for_inference
+    from unslothify.probes import _generating, build_probes
+
+    data, questions_path = SETS[args.set]
+    cfg = load_config(None, model="embedded", data=str(data), output_dir="/tmp/families-run")
+    items, _ = load_items(data)
+    sampled = build_probes(items, cfg)  # the same items and key terms as the shipped probes
+    by_line = {i.line: i for i in items}
+    seen = {norm_question(user_text(i)) for i in items if single_turn(i)}
+    sets = {}
+    for fam in FAMILIES:
+        qs = []
+        for q, _ in sampled:
+            item = by_line[q.line]
+            cands = family_questions(fam, user_text(item), answer_text(item), q.expected, random.Random(q.line))
+            ok = next((c for c in cands if fam == "keyword" or check_question(c, user_text(item), seen) is None), None)
+            if ok:
+                qs.append(Question(ok, q.expected, fam, q.line))
+        sets[fam] = qs
+        print(fam, len(qs), "e.g.", [x.question for x in qs[:3]])
+    heldout = load_questions(questions_path)
+    rows = []
+    for point in sorted(Path(args.checkpoints).glob("point-*")):
+        model, tok, _ = load_for_inference(str(point), cfg)
+        row = {"point": point.name}
+        with _generating(model):
+            row["heldout"] = evaluate(model, tok, heldout, max_new_tokens=64)[0]["recall"]
+            for fam, qs in sets.items():
+                row[fam] = evaluate(model, tok, qs, max_new_tokens=48)[0]["recall"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del model
+    out = Path(args.out or f"/tmp/families-{args.set}.jsonl")
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pts = rows[1:]
+    for fam in FAMILIES:
+        rho = spearman([r[fam] for r in pts], [r["heldout"] for r in pts])
+        over = sum(r[fam] - r["heldout"] for r in pts) / len(pts)
+        print(f"{fam:8s} rho {rho:.2f} overstates {over:+.3f}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -219,12 +327,17 @@ def main():
     m.add_argument("--evals-per-epoch", type=int, default=2)
     m.add_argument("--knobs", default="{}", help="more config knobs as JSON, e.g. '{\"learning_rate\": 1e-3}'")
     m.add_argument("--out", default=None)
+    m.add_argument("--keep-checkpoints", default=None, help="save the adapter at every evaluation point here")
+    f = sub.add_parser("families", help="score candidate probe families on the adapters saved by measure")
+    f.add_argument("--set", choices=sorted(SETS), default="invented")
+    f.add_argument("--checkpoints", required=True)
+    f.add_argument("--out", default=None)
     r = sub.add_parser("report")
     r.add_argument("--results", default=None)
     r.add_argument("--extra", default=None, help="a markdown file appended to the report (notes)")
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    {"measure": cmd_measure, "report": cmd_report}[args.cmd](args)
+    {"measure": cmd_measure, "report": cmd_report, "families": cmd_families}[args.cmd](args)
 
 
 if __name__ == "__main__":

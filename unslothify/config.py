@@ -23,12 +23,12 @@ from .augment.kinds import AugmentConfig
 from .fsutil import atomic_write_text
 from .knobs import ConfigError, coerce, knob
 from .models import AUTO, EMBEDDED, GPU_DEFAULT_MODEL, resolve_model_name  # noqa: F401  (re-exported)
-from .probes import OBJECTIVES
 
 # Schedules that need no extra arguments (those that do, e.g. warmup_stable_decay, are left out).
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
 TRACKERS = ("none", "tensorboard", "wandb", "trackio")
+OBJECTIVES = ("auto", "knowledge", "skill")  # what training is for (unslothify/probes.py decides auto)
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 

@@ -17,6 +17,8 @@ import random
 import time
 from pathlib import Path
 
+from .probes import PROBE_MAX_NEW_TOKENS, RETENTION_PROBES
+
 GENERATION_BATCH = 16  # chat.answer_batch's default
 
 
@@ -85,9 +87,10 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
     return {"train_seconds_per_token": train_per_token, "decode_step_seconds": decode_step}
 
 
-def plan(cfg, timing: dict, train_lengths: list[int], replay_prompts: int, eval_questions: int,
-         general_questions: int, export: bool) -> dict:
-    """Seconds per stage: replay generation, training, the merged export, base and tuned scoring."""
+def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
+         probes: int = 0) -> dict:
+    """Seconds per stage: training, the probes at its evaluations (probes: knowledge and retention probes asked
+    at each one), the merged export, base and tuned scoring."""
     from .models import has_cuda
 
     packed = cfg.packing and has_cuda()
@@ -99,10 +102,12 @@ def plan(cfg, timing: dict, train_lengths: list[int], replay_prompts: int, eval_
     # cores, the eval sets' answers took 0.45 of the time of running every one to max_new_tokens
     per_generation = 0.5 * timing["decode_step_seconds"] * cfg.max_new_tokens
     batches = lambda n: math.ceil(n / GENERATION_BATCH)  # noqa: E731
+    evaluations = 1 + math.ceil(cfg.num_train_epochs * cfg.evals_per_epoch)  # and one before training
+    probe_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS)
     return {
         "steps": steps,
-        "replay": batches(replay_prompts) * per_generation,
         "training": cfg.num_train_epochs * tokens * timing["train_seconds_per_token"],
+        "probes": evaluations * 2 * batches(probes / 2) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
         "scoring": 2 * (batches(eval_questions) + batches(general_questions)) * per_generation,
     }
@@ -126,15 +131,17 @@ def fit_time(ft, cfg, export: bool, progress=print):
     from .config import replace
     from .evaluation import load_questions
 
-    train, _, _, _ = ft.datasets(cfg)  # tokenised once: the training call reuses them
+    train, _, prepared, _ = ft.datasets(cfg)  # tokenised once: the training call reuses them
     rows = train["input_ids"]
     timing = measure(ft.model, ft.tokenizer, rows, cfg.per_device_train_batch_size)
     general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
-    counts = ([len(r) for r in rows], 0, len(load_questions(cfg.eval_questions)), general, export)
+    probes = len(prepared.probes) + RETENTION_PROBES if prepared.objective == "knowledge" else 0
+    counts = ([len(r) for r in rows], len(load_questions(cfg.eval_questions)), general, export, probes)
     stages = plan(cfg, timing, *counts)
     budget = 0.9 * 60 * cfg.max_train_minutes  # planned within the cap; the training call stops at the cap itself
-    if budget and stages["training"] > budget:
-        epochs = max(0.1, int(10 * cfg.num_train_epochs * budget / stages["training"]) / 10)
+    in_call = stages["training"] + stages["probes"]  # the cap counts the evaluations inside the call too
+    if budget and in_call > budget:
+        epochs = max(0.1, int(10 * cfg.num_train_epochs * budget / in_call) / 10)
         progress(f"Training {epochs:g} of num_train_epochs = {cfg.num_train_epochs:g} epochs: that many fit the "
                  f"max_train_minutes = {cfg.max_train_minutes:g} cap on this machine (set it to 0 for no cap).")
         cfg = replace(cfg, num_train_epochs=epochs)

@@ -37,7 +37,10 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     cfg = fit_time(ft, cfg, export, progress)  # says what the rest takes; caps the epochs by max_train_minutes
     stage(3, "Training")
     version = ft.train(cfg)
-    summary: dict = {"version": version.name, "run": str(ft.run.root)}
+    summary: dict = {"version": version.name, "run": str(ft.run.root), "objective": version.manifest["objective"]}
+    if version.manifest.get("final_probe_recall") is not None:  # what steered; the eval file below only scores
+        summary.update(probe_recall=version.manifest["final_probe_recall"],
+                       probe_retention=version.manifest["final_probe_retention"])
     if augmented is not None:
         summary["augmented"] = {**augmented["added"], "rejected": augmented["rejected_total"],
                                 "seconds": augmented["seconds"]}

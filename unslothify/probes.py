@@ -40,7 +40,6 @@ from .evaluation import Question, is_recalled, load_questions
 from .fsutil import atomic_write_text, sha256_file
 from .runs import Run
 
-OBJECTIVES = ("auto", "knowledge", "skill")
 # auto picks knowledge when at least this share of the items are single-turn questions with answers.
 QUESTION_SHARE = 0.6
 RETENTION_CANDIDATES = Path(__file__).resolve().parents[1] / "eval" / "retention_candidates.jsonl"
@@ -234,13 +233,19 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
     """Up to RETENTION_PROBES general questions the base model answers correctly, in the batches `measure`
     asks them in (greedy answers in padded batches can change with the batch around them, so the kept set
     is asked again until every one is answered: the base then scores 1.0 on it by construction). Filtered
-    once per model, chat template and settings, and kept in <run>/probes/."""
+    once per model, chat template and settings (cached beside the converted models), with a copy in
+    <run>/probes/retention.jsonl."""
     key = hashlib.sha256(json.dumps([model_name, sha256_file(RETENTION_CANDIDATES), cfg.system_prompt,
                                      min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS), tokenizer.chat_template or ""],
                                     sort_keys=True).encode()).hexdigest()[:16]
-    path = Run(cfg.output_dir).root / "probes" / f"retention-{key}.jsonl"
+    from .models import cache_dir
+
+    path = cache_dir() / "probes" / f"retention-{key}.jsonl"  # one filter per model, shared by its runs
+    copy = Run(cfg.output_dir).root / "probes" / "retention.jsonl"  # the run's record of what it was scored on
     if path.exists():
-        return read_probes(path)
+        kept = read_probes(path)
+        write_probes(copy, kept)
+        return kept
     started = time.perf_counter()
     candidates = load_questions(RETENTION_CANDIDATES)
     progress(f"Finding the general questions {Path(model_name).name} answers, for the retention probes "
@@ -256,8 +261,9 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
         if stable and len(kept) == len(right):
             break
     write_probes(path, kept)
+    write_probes(copy, kept)
     progress(f"Retention probes: {len(kept)} general questions the base model answers "
-             f"({time.perf_counter() - started:.0f} s, kept in {path}).")
+             f"({time.perf_counter() - started:.0f} s, kept in {copy}).")
     return kept
 
 
