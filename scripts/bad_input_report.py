@@ -13,8 +13,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bad_input_cases import CASES, GOOD, SOURCE_CASES  # noqa: E402
 
-from unslothify.data import DataError, load_items  # noqa: E402
-from unslothify.sources import load_items as load_source  # noqa: E402
+from unslothify.data import DataError, read_jsonl_items  # noqa: E402
+from unslothify.sources import read_jsonl_items as load_source  # noqa: E402
 
 
 def main():
@@ -24,7 +24,7 @@ def main():
         for name, content, _ in CASES:
             path.write_bytes(content)
             try:
-                load_items(path)
+                read_jsonl_items(path)
                 outcome = "accepted (unexpected)"
             except DataError as e:
                 outcome = "error: " + str(e).replace(str(path), "data.jsonl")
@@ -32,11 +32,11 @@ def main():
         path.write_text("\n".join([GOOD[0], GOOD[1], GOOD[0]]) + "\n")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            load_items(path)
+            read_jsonl_items(path)
         print(f"| duplicates (skip_duplicates: true, the default) | warning: "
               f"{str(caught[0].message).replace(str(path), 'data.jsonl')} |")
         try:
-            load_items(path, skip_duplicates=False)
+            read_jsonl_items(path, skip_duplicates=False)
         except DataError as e:
             print(f"| duplicates (skip_duplicates: false) | error: {str(e).replace(str(path), 'data.jsonl')} |")
         for name, file_name, content, columns, _ in SOURCE_CASES:

@@ -48,7 +48,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the package, and benchmark_recipes beside this script
 
 ASSETS = ROOT / ".gpu-assets"
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -65,12 +65,12 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_
 
 def cmd_lengths(args):
     from unslothify.config import load_config
-    from unslothify.data import length_stats, load_items, split_items, tokenize_item
+    from unslothify.data import length_stats, read_jsonl_items, split_items, tokenize_item
     from unslothify.models import load_tokenizer
 
     cfg = load_config(None, model="embedded")
     tok = load_tokenizer(cfg)
-    items, _ = load_items(args.data)
+    items, _ = read_jsonl_items(args.data)
     train, val = split_items(items, cfg.validation_split, cfg.seed)
 
     def rows(part):
@@ -221,7 +221,7 @@ def plan(name: str | bool) -> list[dict]:
                     ours("ours 16-bit no-GC, packed 4x2048, fused AdamW", 4, optim="adamw_torch_fused")]},
                 {"worker": "unsloth-4bit", "load_in_4bit": True, "gc": True, "cap": 200, "recipes": [
                     ours("ours 4-bit, packed 4x2048", 4)]}]
-    if name == "final":  # the chosen 80 GB recipe (gpu.recommend) and the config default's row shape
+    if name == "final":  # the 80 GB recipe (recipes/mistral-7b-lora-16bit.yaml) and the config default's row shape
         return [{"worker": "unsloth-16bit-nogc", "load_in_4bit": False, "gc": False, "cap": 170, "recipes": [
             ours("ours default (80 GB): 16-bit no-GC, packed 2x2048", 2),
             ours("ours 16-bit no-GC, packed 8x512", 8, row=512),
@@ -519,7 +519,7 @@ def cmd_worker(args):
 def load_unsloth(spec):
     from unslothify.config import load_config
     from unslothify.models import add_lora, load_base
-    from unslothify.recipes import COMMON
+    from benchmark_recipes import COMMON
 
     t = time.perf_counter()
     cfg = load_config(None, model=spec["model_dir"], load_in_4bit=spec["load_in_4bit"], max_seq_length=2048,
@@ -582,10 +582,10 @@ def _measure(trainer, counter, timer, spec, items_per_update, extra=None) -> dic
 def run_unsloth(model, tok, cfg, ds, recipe, spec):
     from trl import SFTConfig, SFTTrainer
 
-    from unslothify import recipes
+    import benchmark_recipes as recipes
     from unslothify.config import replace
     from unslothify.models import for_training
-    from unslothify.trainer import sft_args
+    from unslothify.sft_config import sft_args
 
     total_steps = spec["warmup"] + spec["measure"]
     kind = recipe["kind"]
@@ -633,7 +633,7 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
 def run_plain(model, tok, ds, recipe, spec):
     from trl import SFTConfig, SFTTrainer
 
-    from unslothify import recipes
+    import benchmark_recipes as recipes
 
     n = recipes.PLAIN_PEFT
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=n["per_device_train_batch_size"],

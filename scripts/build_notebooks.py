@@ -79,9 +79,12 @@ NOTEBOOKS = {
                "(Runtime → Change runtime type). Without a GPU everything still runs, on the CPU, with the small "
                "embedded model."),
         *setup_cells(),
-        md("Versions of the driver, compiler and libraries, the attention kernels Unsloth will use and why, the "
-           "GPU's memory, and recommended settings."),
-        code("from unslothify import gpu\n\nreport = gpu.check()\nprint(gpu.describe(report))"),
+        md("Versions of the driver, compiler and libraries, the attention kernels Unsloth will use and why, and "
+           "the GPU's memory."),
+        code("from unslothify import gpu\n\nreport = gpu.check()\nprint(gpu.describe_report(report))"),
+        md("The recipe your knobs start from (`recipes/*.yaml`, chosen for the model and this machine), each value "
+           "with the reason for it; `config.yaml` and `overrides` change any of them."),
+        code("print(gpu.describe_recipe_for(cfg, report))"),
         md("**Will it fit?** The memory Mistral 7B needs with this config, on the GPU found here and on the usual "
            "Colab / cloud cards, and the knobs to lower where it does not fit."),
         code("print(gpu.describe_fit(cfg, report))"),
@@ -106,8 +109,8 @@ NOTEBOOKS = {
            "questions and replay of the base model's own answers, so facts are learnt rather than phrasings. "
            "The augmented file is written beside your data file; yours is never changed."),
         code("from unslothify.augment import augment\n\n"
-             "added = augment(cfg, prepared) if cfg.augment.enabled else []\n"
-             "table(sample_rows(added, 8)) if added else print(\"Augmentation is off (augment.enabled: false).\")"),
+             "if cfg.augment.enabled:\n    display(table(sample_rows(augment(cfg, prepared).added, 8)))\n"
+             "else:\n    print(\"Augmentation is off (augment.enabled: false).\")"),
     ],
     "02_train.ipynb": [
         header("train.svg", "2 · Train",

@@ -133,7 +133,7 @@ def seconds_per_step(results: Path, set_name: str, config: str, label: str = "")
 
 def run_one(set_name: str, config: str, steps: int | None, seconds: float | None, results: Path, extra: dict,
             keep: bool, label: str = "") -> dict:
-    from unslothify.augment import run_augment
+    from unslothify.augment import augment
     from unslothify.models import for_inference
     from unslothify.evaluation import score_file
     from unslothify.prepare import prepare
@@ -155,10 +155,10 @@ def run_one(set_name: str, config: str, steps: int | None, seconds: float | None
     aug_seconds = 0.0
     if cfg.augment.enabled:
         t0 = time.perf_counter()
-        report = run_augment(cfg, prepared).report
+        report = augment(cfg, prepared).report
         aug_seconds = time.perf_counter() - t0
     ft = FineTune.start(cfg)
-    train_ds = ft.datasets()[0]
+    train_ds = ft.training_data().train
     per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
     epochs = steps / per_epoch
     version = ft.train(more_epochs=epochs)

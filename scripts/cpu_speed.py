@@ -36,7 +36,7 @@ def main(repeats: int = 4, batch: int = 8, lora_r: int = 32, targets: str = "all
     import torch
 
     from unslothify.config import load_config
-    from unslothify.data import load_items, tokenize_items
+    from unslothify.data import read_jsonl_items, tokenize_items
     from unslothify.models import add_lora, load_base
 
     cfg = load_config(None, model="embedded", lora_r=lora_r, lora_alpha=lora_r)
@@ -56,7 +56,7 @@ def main(repeats: int = 4, batch: int = 8, lora_r: int = 32, targets: str = "all
                                                  layers_to_transform=list(range(layers - n, layers)))
     else:
         model = add_lora(model, cfg)
-    items, _ = load_items(ROOT / "domain.jsonl")
+    items, _ = read_jsonl_items(ROOT / "domain.jsonl")
     rows = [r["input_ids"] for r in tokenize_items(tokenizer, items, 256)[0]]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = random.Random(0)

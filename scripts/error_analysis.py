@@ -69,9 +69,9 @@ def main():
     p.add_argument("--data", default=str(ROOT / "domain.jsonl"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    from unslothify.data import load_items
+    from unslothify.data import read_jsonl_items
 
-    items = [(i.messages[-2]["content"], i.messages[-1]["content"]) for i in load_items(args.data)[0] if i.messages]
+    items = [(i.messages[-2]["content"], i.messages[-1]["content"]) for i in read_jsonl_items(args.data)[0] if i.messages]
     details = json.loads(Path(args.eval_file).read_text())["details"]["recall"]
     misses = [r for r in details if not r["recalled"]]
     classes = []

@@ -61,7 +61,7 @@ def main():
     p.add_argument("--bits", type=int, default=4, choices=(4, 16))
     p.add_argument("--epochs", type=float, default=None, help="default: the embedded recipe's")
     args = p.parse_args()
-    from unslothify.augment import run_augment
+    from unslothify.augment import augment
     from unslothify.config import load_config
     from unslothify.evaluation import evaluate, load_questions
     from unslothify.export import merge_to_16bit
@@ -78,7 +78,7 @@ def main():
                       eval_questions=str(INVENTED / "questions.jsonl"), output_dir=str(work / "run"),
                       num_train_epochs=args.epochs)
     prepared = prepare(cfg, plot=False)
-    run_augment(cfg, prepared)
+    augment(cfg, prepared)
     ft = FineTune.start(cfg)
     version = ft.train()
     for_inference(ft.model)

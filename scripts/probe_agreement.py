@@ -37,11 +37,10 @@ PLOT = ROOT / "docs" / "probe_agreement.png"
 
 
 def cmd_measure(args):
-    from unslothify.augment import run_augment
+    from unslothify.augment import augment
     from unslothify.config import load_config
-    from unslothify.estimate import machine
+    from unslothify.device import has_cuda, machine
     from unslothify.evaluation import evaluate, load_questions
-    from unslothify.models import has_cuda
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
@@ -57,7 +56,7 @@ def cmd_measure(args):
         prepared = prepare(cfg, plot=False)
         ft = FineTune.start(cfg)
         if cfg.augment.enabled:
-            run_augment(cfg, prepared, print, ft.model, ft.tokenizer)
+            augment(cfg, prepared, print, ft.model, ft.tokenizer)
         heldout: list[dict] = []
         probe_for = ft.probe_for
 
@@ -165,14 +164,14 @@ def cmd_families(args):
 
     from unslothify.augment.checks import check_question, norm_question, single_turn, user_text, answer_text
     from unslothify.config import load_config
-    from unslothify.data import load_items
+    from unslothify.data import read_jsonl_items
     from unslothify.evaluation import Question, evaluate, load_questions
     from unslothify.models import load_for_inference
     from unslothify.probes import _generating, build_probes
 
     data, questions_path = SETS[args.set]
     cfg = load_config(None, model="embedded", data=str(data), output_dir="/tmp/families-run")
-    items, _ = load_items(data)
+    items, _ = read_jsonl_items(data)
     sampled = build_probes(items, cfg)  # the same items and key terms as the shipped probes
     by_line = {i.line: i for i in items}
     seen = {norm_question(user_text(i)) for i in items if single_turn(i)}

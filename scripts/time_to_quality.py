@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -44,7 +45,7 @@ SETS = {
 # Recipes: config knobs on top of the model's own defaults (for the embedded model, its recipe: lr 2e-3,
 # r 32, batch 8, rows of 256 tokens). "lr_scale" multiplies the learning rate by sqrt(items per step / 8),
 # the items an update sees compared with the unpacked recipe's 8; "plan" takes rows and row length from
-# recipes.packing_plan. Packing only applies on a GPU.
+# packing_plan below. Packing only applies on a GPU.
 RECIPES = {
     "unpacked": {"packing": False},
     "packed-2048": {"packing": True, "per_device_train_batch_size": 8, "max_seq_length": 256},
@@ -79,6 +80,32 @@ def read(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
+def packing_plan(lengths: list[int], tokens_per_step: int = 4096, min_updates_per_epoch: int = 8,
+                 row_tokens: int | None = None) -> dict:
+    """Rows and row length for padding-free packing, from the items' token lengths.
+
+    The step budget is tokens_per_step (on an H100, 4096 tokens ran at 83-95 % of the throughput of 8192 or
+    16384, with 2-4x the optimizer updates per epoch: docs/benchmark.md), lowered where needed so an epoch
+    still has min_updates_per_epoch optimizer updates
+    (a small data set must not shrink to a handful of updates). Rows are max_seq_length tokens long: at
+    least the longest item (items are never split), rounded up to a multiple of 64.
+    """
+    if not lengths:
+        raise ValueError("no items")
+    longest = max(lengths)
+    total = sum(lengths)
+    budget = min(tokens_per_step, max(longest, total // max(1, min_updates_per_epoch)))
+    row = row_tokens or max(_round_up(longest, 64), min(2048, _round_up(budget, 64)))
+    rows = max(1, budget // row)
+    steps = math.ceil(total / (rows * row))
+    return {"max_seq_length": row, "per_device_train_batch_size": rows, "tokens_per_step": rows * row,
+            "updates_per_epoch": steps, "items_per_update": round(len(lengths) / steps, 1)}
+
+
+def _round_up(n: int, k: int) -> int:
+    return ((n + k - 1) // k) * k
+
+
 def base_config(set_name: str, work: Path, seed: int, extra: dict):
     from unslothify.config import load_config
 
@@ -96,7 +123,6 @@ def recipe_config(cfg, recipe: str, train_lengths: list[int]):
     import math
 
     from unslothify.config import replace
-    from unslothify.recipes import packing_plan
 
     spec = dict(RECIPES[recipe])
     plan = spec.pop("plan", None)
@@ -125,7 +151,7 @@ def score(model, tokenizer, cfg) -> dict:
 def cmd_run(args) -> None:
     """One (set, recipe, seed): prepare, augment, then a training call per epoch point, each scored."""
     t0 = time.perf_counter()
-    from unslothify.augment import run_augment, training_items
+    from unslothify.augment import augment, training_items
     from unslothify.data import tokenize_items
     from unslothify.models import for_inference, for_training
     from unslothify.prepare import prepare
@@ -138,7 +164,7 @@ def cmd_run(args) -> None:
     cfg = base_config(args.set, work, args.seed, extra)
     prepared = prepare(cfg, progress=quiet, plot=False)
     if cfg.augment.enabled:
-        run_augment(cfg, prepared, progress=quiet)
+        augment(cfg, prepared, progress=quiet)
     ft = FineTune.start(cfg, progress=quiet)
     items = training_items(cfg, prepared, quiet)
     lengths = [len(r["input_ids"]) for r in tokenize_items(ft.tokenizer, items, cfg.max_seq_length)[0]]

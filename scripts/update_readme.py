@@ -16,19 +16,21 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 
 def knob_table() -> str:
-    from unslothify.config import EMBEDDED_RECIPE, AugmentConfig, knob_fields
-    from unslothify.knobs import describe
+    from unslothify import recipes
+    from unslothify.config import AugmentConfig, knob_fields
+    from unslothify.knobs import describe_allowed
 
+    sets = {name: recipes.read(name) for name in recipes.available()}
     rows = ["| knob | default | allowed | what it does |", "|---|---|---|---|"]
     for f in knob_fields():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, list):
             default = ", ".join(default)
-        cpu = f" (embedded model: `{EMBEDDED_RECIPE[f.name]}`)" if f.name in EMBEDDED_RECIPE else ""
+        cpu = "".join(f"<br>{name}: `{values[f.name]}`" for name, values in sets.items() if f.name in values)
         help_text = f.metadata["help"] + (f" *Overfitting: {f.metadata['overfit']}.*" if f.metadata.get("overfit") else "")
-        rows.append(f"| `{f.name}` | `{default}`{cpu} | {describe(f)} | {help_text} |")
+        rows.append(f"| `{f.name}` | `{default}`{cpu} | {describe_allowed(f)} | {help_text} |")
     for f in dataclasses.fields(AugmentConfig):
-        rows.append(f"| `augment.{f.name}` | `{f.default}` | {describe(f)} | {f.metadata['help']} |")
+        rows.append(f"| `augment.{f.name}` | `{f.default}` | {describe_allowed(f)} | {f.metadata['help']} |")
     return "\n".join(rows)
 
 

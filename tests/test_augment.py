@@ -19,7 +19,7 @@ from unslothify.augment.kinds.replay import load_prompts as load_replay_prompts
 from unslothify.augment.kinds.reverse import reverse_for
 from unslothify.augment.kinds.statement import statement_for
 from unslothify.config import load_config, replace
-from unslothify.data import DataError, load_items, read_jsonl, split_items
+from unslothify.data import DataError, read_jsonl_items, read_jsonl, split_items
 from unslothify.prepare import Prepared
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def rules_cfg(tmp_path, **augment):
 
 def prepared_for(cfg) -> Prepared:
     """The split `prepare` makes (same function, same seed), without tokenising."""
-    items, _ = load_items(cfg.data)
+    items, _ = read_jsonl_items(cfg.data)
     train, val = split_items(items, cfg.validation_split, cfg.seed)
     return Prepared(train, val, {})
 
@@ -54,7 +54,7 @@ def test_augmented_file_format_and_provenance(tmp_path):
     cfg = rules_cfg(tmp_path)
     original = Path(cfg.data).read_bytes()
     prepared = prepared_for(cfg)
-    added = A.augment(cfg, prepared, progress=lambda *_: None)
+    added = A.augment(cfg, prepared, progress=lambda *_: None).added
 
     path = tmp_path / "domain.augmented.jsonl"
     assert A.augmented_path(cfg) == path and path.exists()
@@ -62,7 +62,7 @@ def test_augmented_file_format_and_provenance(tmp_path):
     records = [r for _, r in read_jsonl(path)]
     assert len(records) == len(added) > len(prepared.train)
 
-    by_line = {i.line: i for i in load_items(cfg.data)[0]}
+    by_line = {i.line: i for i in read_jsonl_items(cfg.data)[0]}
     train_lines = {i.line for i in prepared.train}
     kinds = set()
     for rec, item in zip(records, added):
@@ -123,10 +123,10 @@ def test_only_the_training_split_is_augmented(tmp_path):
 
 def test_kinds_switch_off(tmp_path):
     cfg = rules_cfg(tmp_path, rephrasings=0, statements=True, reverse=False)
-    added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None)
+    added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None).added
     assert {i.kind for i in added} == {"statement"}
     cfg = rules_cfg(tmp_path, rephrasings=1, statements=False, reverse=False)
-    added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None)
+    added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None).added
     assert {i.kind for i in added} == {"rephrase"} and len(added) == len(prepared_for(cfg).train)
 
 
@@ -147,7 +147,7 @@ def test_rules_refuse_questions_that_are_not_english_and_say_so(tmp_path):
     data.write_text("\n".join(lines) + "\n")
     cfg = replace(rules_cfg(tmp_path), validation_split=0.0)
     said = []
-    result = A.run_augment(cfg, prepared_for(cfg), progress=said.append)
+    result = A.augment(cfg, prepared_for(cfg), progress=said.append)
     dutch = {q for q, _ in DUTCH}
     made = [i for i in result.added if i.kind in ("rephrase", "reverse")]
     assert made, "the English items still get rewordings"
@@ -233,7 +233,7 @@ def test_answer_checks():
 def test_rejects_are_dropped_and_counted(tmp_path):
     cfg = rules_cfg(tmp_path, rephrasings=0, statements=False, reverse=True)
     prepared = prepared_for(cfg)
-    result = A.run_augment(cfg, prepared, progress=lambda *_: None)
+    result = A.augment(cfg, prepared, progress=lambda *_: None)
     # two phrasings of one fact give the same reverse question: the second is a copy, dropped and counted
     rejected = result.report["rejected"]["reverse"]
     assert rejected.get("copy", 0) >= 1
@@ -244,7 +244,7 @@ def test_rejects_are_dropped_and_counted(tmp_path):
 
 
 def test_rule_rephrasings_keep_names_and_numbers_and_are_deterministic():
-    data, _ = load_items(INVENTED / "train.jsonl")
+    data, _ = read_jsonl_items(INVENTED / "train.jsonl")
     for item in data:
         q = item.messages[0]["content"]
         a = rule_rephrasings(q, 3, random.Random(7), set())
@@ -306,7 +306,7 @@ def test_replay_prompts_that_are_retention_questions_are_refused(tmp_path):
     general.write_text(json.dumps({"question": "What is the capital of France?", "expected": ["Paris"]}) + "\n")
     cfg = rules_cfg(tmp_path, rephrasings=0, statements=False, reverse=False, replay=5, replay_prompts=str(prompts))
     cfg = replace(cfg, general_questions=str(general))
-    result = A.run_augment(cfg, prepared_for(cfg), progress=lambda *_: None)  # nothing left to generate: no model
+    result = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None)  # nothing left to generate: no model
     assert result.added == [] and result.report["rejected"]["replay"] == {"leak": 1}
 
 
@@ -317,7 +317,7 @@ def test_replay_prompts_that_are_retention_questions_are_refused(tmp_path):
 @pytest.mark.slow
 def test_replay_records_the_base_models_answers(tmp_path):
     cfg = rules_cfg(tmp_path, rephrasings=0, statements=False, reverse=False, replay=3)
-    added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None)
+    added = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None).added
     prompts = dict(load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl"))
     assert added and all(i.kind == "replay" for i in added)
     for _, rec in read_jsonl(A.augmented_path(cfg)):

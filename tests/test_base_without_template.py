@@ -19,7 +19,7 @@ TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse on Varnholm i
 def bare_run(tmp_path_factory):
     """(cfg, session, version, what was said) for a short training of the template-less base."""
     from unslothify.config import load_config
-    from unslothify.models import EMBEDDED_NAME, embedded_checkpoint
+    from unslothify.embedded import EMBEDDED_NAME, embedded_checkpoint
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
@@ -86,14 +86,16 @@ def test_exports_render_the_prompt_the_trainer_saw_with_cards_and_a_modelfile(ba
     from unslothify.evaluation import base_vs_tuned
     from unslothify.export import export_all
     from unslothify.hub import push_to_hub
-    from unslothify.models import EMBEDDED_HUB_ID, load_for_inference
+    from unslothify.embedded import EMBEDDED_HUB_ID
+    from unslothify.models import load_for_inference
     from unslothify.ollama import chat_text, parse_modelfile, render
 
     cfg, ft, version, _ = bare_run
     if not (ft.run.root / "eval" / f"{version.name}.json").exists():  # scored by the test before, if it ran
         model, tokenizer, _ = load_for_inference(str(version.path), cfg)
         base_vs_tuned(model, tokenizer, cfg, version_name=version.name)
-    train_ds, _, _, train_items = ft.datasets(cfg)
+    data = ft.training_data(cfg)
+    train_ds, train_items = data.train, data.items
     results = export_all(ft.model, ft.tokenizer, version, cfg, formats=("adapter", "merged", "gguf"))
     assert results["merge_check"].ok
 

@@ -3,20 +3,40 @@ import dataclasses
 import pytest
 import yaml
 
-from unslothify.config import (EMBEDDED_RECIPE, Config, ConfigError, knob_fields, load_config, replace,
-                               save_config)
+from unslothify import recipes
+from unslothify.config import Config, ConfigError, knob_fields, load_config, recipe_of, replace, save_config
 
 
-def test_defaults_are_the_dataclass_defaults_for_a_named_hub_model():
+def test_defaults_are_the_dataclass_defaults_for_a_named_hub_model_on_a_cpu():
     cfg = load_config(None, model="some/hub-model")
     assert cfg == Config(model="some/hub-model")
+    assert recipe_of(cfg) == (None, "some/hub-model on a CPU: no recipe, the defaults of config.py")
 
 
-def test_embedded_model_gets_its_cpu_recipe_unless_overridden():
+def test_embedded_model_gets_its_cpu_recipe_unless_overridden(tmp_path):
     cfg = load_config(None, model="embedded")
-    for key, value in EMBEDDED_RECIPE.items():
+    assert recipe_of(cfg) == ("smollm2-cpu", "the embedded model on a CPU")
+    for key, value in recipes.read("smollm2-cpu").items():
         assert getattr(cfg, key) == value
     assert load_config(None, model="embedded", learning_rate=1e-4).learning_rate == 1e-4
+    path = tmp_path / "c.yaml"
+    path.write_text("model: embedded\nlora_r: 8\n")
+    assert load_config(path).lora_r == 8, "config.yaml overrides the recipe"
+    assert load_config(None, model="embedded", recipe="none") == Config(model="embedded", recipe="none")
+    named = load_config(None, model="embedded", recipe="mistral-7b-lora-16bit")
+    assert (named.load_in_4bit, named.max_seq_length) == (False, 2048) and named.model == "embedded"
+    with pytest.raises(ConfigError, match="no such recipe; there are mistral-7b-lora-16bit, mistral-7b-qlora"):
+        load_config(None, recipe="fastest")
+
+
+def test_every_recipe_knob_is_a_knob_with_a_reason():
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name in recipes.available():
+        values, why = recipes.read(name), recipes.reasons(name)
+        assert values and set(values) <= set(fields), name
+        assert set(why) == set(values), f"{name}: every knob says why it has its value"
+        Config(**{k: v for k, v in values.items()})  # valid types
+        load_config(None, recipe=name)  # and valid ranges
 
 
 def test_yaml_then_overrides(tmp_path):

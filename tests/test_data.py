@@ -4,7 +4,7 @@ import warnings
 import pytest
 
 from bad_input_cases import CASES, GOOD
-from unslothify.data import (DataError, Item, load_items, read_jsonl, split_items, tokenize_item,
+from unslothify.data import (DataError, Item, read_jsonl_items, read_jsonl, split_items, tokenize_item,
                              tokenize_items)
 
 FORMATS = {
@@ -30,7 +30,7 @@ def write(tmp_path, name, lines):
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_each_format_is_detected_and_normalised(tmp_path, fmt):
-    items, report = load_items(write(tmp_path, f"{fmt}.jsonl", FORMATS[fmt]))
+    items, report = read_jsonl_items(write(tmp_path, f"{fmt}.jsonl", FORMATS[fmt]))
     assert report.format == fmt and len(items) == 2
     if fmt == "text":
         assert items[0].text.startswith("Köttbullar") and items[0].messages is None
@@ -43,7 +43,7 @@ def test_each_format_is_detected_and_normalised(tmp_path, fmt):
 
 def test_prompt_completion_in_trls_conversational_form(tmp_path):
     line = json.dumps({"prompt": [{"role": "user", "content": "Q"}], "completion": [{"role": "assistant", "content": "A"}]})
-    items, _ = load_items(write(tmp_path, "pc.jsonl", [line]))
+    items, _ = read_jsonl_items(write(tmp_path, "pc.jsonl", [line]))
     assert items[0].messages == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
 
 
@@ -52,7 +52,7 @@ def test_bad_input_gets_one_clear_message(tmp_path, name, content, expect):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)
     with pytest.raises(DataError) as e:
-        load_items(path)
+        read_jsonl_items(path)
     message = str(e.value)
     assert str(path) in message
     for part in expect:
@@ -68,17 +68,17 @@ def test_duplicates_are_dropped_with_a_warning_or_rejected(tmp_path):
     path = write(tmp_path, "dup.jsonl", [GOOD[0], GOOD[1], GOOD[0], GOOD[0]])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        items, report = load_items(path, skip_duplicates=True)
+        items, report = read_jsonl_items(path, skip_duplicates=True)
     assert len(items) == 2 and report.duplicates == [3, 4]
     assert any("dropped 2 duplicate item(s) at line(s) 3, 4" in str(w.message) for w in caught)
     with pytest.raises(DataError, match=r"line 3: duplicate of line 1.*skip_duplicates"):
-        load_items(path, skip_duplicates=False)
+        read_jsonl_items(path, skip_duplicates=False)
 
 
 def test_overlong_items_are_dropped_or_rejected(tmp_path, tokenizer):
     long = json.dumps({"text": "meatball " * 400})
     short = [json.dumps({"text": "Köttbullar."}), json.dumps({"text": "Gräddsås."})]
-    items, _ = load_items(write(tmp_path, "long.jsonl", [short[0], long, short[1]]))
+    items, _ = read_jsonl_items(write(tmp_path, "long.jsonl", [short[0], long, short[1]]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows, kept, lengths, dropped = tokenize_items(tokenizer, items, max_seq_length=128)
@@ -99,7 +99,7 @@ def test_split_is_deterministic_and_disjoint():
 
 
 def test_loss_mask_covers_answers_only(tokenizer, tmp_path):
-    items, _ = load_items(write(tmp_path, "m.jsonl", FORMATS["messages"]))
+    items, _ = read_jsonl_items(write(tmp_path, "m.jsonl", FORMATS["messages"]))
     row = tokenize_item(tokenizer, items[1])  # system, user, assistant, user, assistant
     masked = tokenizer.decode([t for t, m in zip(row["input_ids"], row["completion_mask"]) if m])
     unmasked = tokenizer.decode([t for t, m in zip(row["input_ids"], row["completion_mask"]) if not m])

@@ -121,3 +121,18 @@ def test_importing_the_package_and_its_cli_loads_nothing_heavy():
                               "if m.split('.')[0] in ('yaml', 'torch', 'unslothify')))"],
                              capture_output=True, text=True, cwd=ROOT)
     assert runtime.stdout.strip() == "['unslothify', 'unslothify.runtime']", "runtime runs before anything is installed"
+
+
+def functions_over(limit: int) -> list[str]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+def test_functions_are_short():
+    assert functions_over(60) == [], "a function a reader holds in their head: split it into named steps"

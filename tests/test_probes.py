@@ -14,11 +14,11 @@ from conftest import INVENTED, ROOT
 from unslothify import augment as A
 from unslothify.augment.checks import norm_question, user_text
 from unslothify.config import load_config, replace
-from unslothify.data import DataError, Item, load_items
+from unslothify.data import DataError, Item, read_jsonl_items
 from unslothify.evaluation import is_recalled
 from unslothify.probes import build_probes, choose_objective, key_terms
 from unslothify.runs import Version, best_version, best_rule
-from unslothify.trainer import knowledge_message, steering_message
+from unslothify.callbacks import knowledge_message, steering_message
 
 
 def cfg_for(tmp_path, data=INVENTED / "train.jsonl", **knobs):
@@ -38,10 +38,10 @@ def chat(q, a):
 
 def test_auto_objective_reads_the_data(tmp_path):
     cfg = cfg_for(tmp_path)
-    items, _ = load_items(cfg.data)
+    items, _ = read_jsonl_items(cfg.data)
     objective, why = choose_objective(cfg, items)
     assert objective == "knowledge" and "80 of 80" in why
-    domain, _ = load_items(ROOT / "domain.jsonl")
+    domain, _ = read_jsonl_items(ROOT / "domain.jsonl")
     assert choose_objective(cfg, domain)[0] == "knowledge"
 
     code = [chat(f"Write a Python function that returns the {n}th square number.", f"def f(n):\n    return n * n  # {n}")
@@ -78,7 +78,7 @@ def test_prepare_trains_every_item_under_knowledge_and_holds_out_under_skill(tmp
 
 def test_probes_are_deterministic_new_wordings_with_the_answers_key_terms(tmp_path):
     cfg = cfg_for(tmp_path)
-    items, _ = load_items(cfg.data)
+    items, _ = read_jsonl_items(cfg.data)
     first = build_probes(items, cfg)
     assert [(q.question, q.expected, q.line) for q, _ in first] == \
         [(q.question, q.expected, q.line) for q, _ in build_probes(items, cfg)]
@@ -182,7 +182,7 @@ def test_warnings_speak_of_forgetting_and_of_stalled_recall():
 
 
 def test_early_stopping_watches_probe_recall(embedded_cfg):
-    from unslothify.trainer import sft_args
+    from unslothify.sft_config import sft_args
 
     cfg = replace(embedded_cfg, early_stopping_patience=2)
     args = sft_args(cfg, 1.0, probed=True)

@@ -9,7 +9,7 @@ from conftest import INVENTED
 from secrets_scan import FAKE_TOKEN, files_containing_token
 from unslothify.config import load_config
 from unslothify.knobs import ConfigError
-from unslothify.trainer import check_trackers, sft_args
+from unslothify.sft_config import check_trackers, sft_args
 
 
 def tiny_cfg(tmp_path, **knobs):

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .fsutil import atomic_write_json, atomic_write_text
-from .models import EMBEDDED_GGUF, EMBEDDED_HUB_ID, EMBEDDED_NAME, embedded_package_dir
+from .embedded import EMBEDDED_GGUF, EMBEDDED_HUB_ID, EMBEDDED_NAME, embedded_package_dir
 from .runs import Run
 from .runtime import REPO_URL
 

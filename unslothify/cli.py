@@ -3,7 +3,9 @@
     python -m unslothify run --data domain.jsonl --eval-questions eval/questions.jsonl
     python -m unslothify prepare|augment|train|versions|export|chat|eval --config config.yaml [--<knob> VALUE]
 
-Every knob of the config is also a flag (--learning-rate 1e-4, --lora-r 8, ...); flags override the file.
+Every knob of the config is also a flag (--learning-rate 1e-4, --lora-r 8, ...); flags override the file,
+which overrides the recipe (recipes/*.yaml) chosen for the model and machine. --epochs and --output are
+short aliases of --num-train-epochs and --output-dir.
 `run` and `eval` print one JSON object as their last line.
 """
 
@@ -17,7 +19,7 @@ import warnings
 
 from .config import AugmentConfig, knob_fields, load_config
 from .export import FORMATS
-from .knobs import ConfigError, describe
+from .knobs import ConfigError, describe_allowed
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -29,10 +31,10 @@ def _add_knob_flags(p: argparse.ArgumentParser):
         if flag in ("--model", "--data", "--eval-questions"):
             continue
         g.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
-                       help=f"{f.metadata['help']} ({describe(f)})")
+                       help=f"{f.metadata['help']} ({describe_allowed(f)})")
     for f in dataclasses.fields(AugmentConfig):
         g.add_argument("--augment-" + f.name.replace("_", "-"), dest="augment__" + f.name, default=None,
-                       metavar=f.name.upper(), help=f"{f.metadata['help']} ({describe(f)})")
+                       metavar=f.name.upper(), help=f"{f.metadata['help']} ({describe_allowed(f)})")
 
 
 def _flag_value(text: str):
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "dataset folder, or a Hub dataset id; optional :split")
         p.add_argument("--eval-questions", dest="eval_questions", default=None,
                        help="JSONL of {question, expected}")
-        p.add_argument("--output", default=None, help="run folder (output_dir)")
+        p.add_argument("--output", default=None, help="run folder (an alias of --output-dir)")
         if knobs:
             _add_knob_flags(p)
         return p
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("prepare", "Validate, split and measure the training data; writes <run>/prepared/.")
     command("augment", "Write the augmented training file beside the data file.")
     p = command("train", "Train (or continue) and save a new adapter version.")
-    p.add_argument("--epochs", type=float, default=None, help="epochs for this call (default num_train_epochs)")
+    p.add_argument("--epochs", type=float, default=None, help="epochs for this call (an alias of --num-train-epochs)")
     p.add_argument("--from-version", default=None,
                    help="continue from this version (number, 'latest' or 'best'); default: a fresh adapter")
     p.add_argument("--resume", action="store_true", help="finish an interrupted training call")
@@ -109,11 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", action="store_true", help="chat with the base model instead")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="reply length cap (default: the max_new_tokens knob)")
     p = command("eval", "Score models on eval questions; last line is JSON.")
     p.add_argument("--version", default=None, help="with a run: the version to score (default best)")
     p = command("run", "prepare -> augment -> train -> export merged -> eval; last line is JSON.")
-    p.add_argument("--epochs", type=float, default=None, help="training epochs (num_train_epochs)")
+    p.add_argument("--epochs", type=float, default=None, help="training epochs (an alias of --num-train-epochs)")
     p.add_argument("--no-export", action="store_true", help="skip the merged export")
     command("setup-gguf", "Fetch llama.cpp's GGUF converter (from the llama-cpp-python sdist on PyPI).", knobs=False)
     return parser
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
         from .data import DataError
         from .errors import ExportError
 
-        from .trainer import OutOfMemory
+        from .errors import OutOfMemory
 
         if isinstance(e, (DataError, ExportError, FileNotFoundError)):
             print(f"Error: {e}", file=sys.stderr)
@@ -233,7 +235,8 @@ def _chat(cfg, args) -> int:
     spec = cfg.model if args.base else str(Run(cfg.output_dir).version(args.version).path)
     model, tokenizer, desc = load_for_inference(spec, cfg)
     print(f"Chatting with {desc}.")
-    repl(ChatSession(model, tokenizer, cfg.system_prompt, args.temperature, args.top_p, args.max_new_tokens))
+    repl(ChatSession(model, tokenizer, cfg.system_prompt, args.temperature, args.top_p,
+                     args.max_new_tokens or cfg.max_new_tokens))
     return 0
 
 

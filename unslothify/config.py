@@ -22,7 +22,8 @@ import yaml
 from .augment.kinds import AugmentConfig
 from .fsutil import atomic_write_text
 from .knobs import ConfigError, coerce, knob
-from .models import AUTO, EMBEDDED, GPU_DEFAULT_MODEL, resolve_model_name  # noqa: F401  (re-exported)
+from . import recipes
+from .models import AUTO
 
 # Schedules that need no extra arguments (those that do, e.g. warmup_stable_decay, are left out).
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -37,6 +38,9 @@ class Config:
     # --- model ---
     model: str = knob(AUTO, "'auto' (Mistral 7B 4-bit on a CUDA GPU, else the embedded SmolLM2-135M), "
                       "'embedded', a hub id or a local directory.", group="model")
+    recipe: str = knob("auto", "The recipe the knobs start from (recipes/*.yaml, each knob with why): 'auto' picks "
+                       "by model and device (said when loading), or a recipe's name or YAML path, or 'none'. "
+                       "config.yaml and flags override it.", group="model")
     load_in_4bit: bool = knob(True, "Load the base in 4-bit (QLoRA). Ignored on CPU.", group="model")
     max_seq_length: int = knob(512, "Longest tokenised item; longer items are skipped or rejected.", 32, 32768,
                                overfit="no direct effect; lower saves memory", step=32, group="model", panel=True)
@@ -133,29 +137,6 @@ def panel_keys() -> list[str]:
             + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig) if f.metadata.get("panel")])
 
 
-# Recipe for the embedded 135M model (on CPU, where `make run` uses it), from scripts/cpu_speed.py and
-# scripts/time_to_quality.py runs on 2 cores (docs/augmentation.md): a small model needs a much higher learning
-# rate and more passes to store facts than a 7B one; LoRA on the top 15 of its 30 layers learnt as much per epoch
-# as on all of them at 1.7x the speed; max_train_minutes keeps `make run` on domain.jsonl within 15 minutes.
-# On a GPU it trains unpacked: packing saves this small model only 2.2x an epoch, and over 3-6 seeds the unpacked
-# recipe reached recall 0.69 with retention 0.87 where packed with a scaled learning rate reached 0.67 with 0.68
-# (scripts/time_to_quality.py, docs/benchmark.md section 4c). Packing is a GPU feature; the CPU never packs.
-EMBEDDED_RECIPE: dict[str, Any] = {
-    "packing": False,
-    "learning_rate": 2e-3,
-    "num_train_epochs": 4.5,
-    "lora_r": 32,
-    "lora_alpha": 32,
-    "lora_layers": 15,
-    "per_device_train_batch_size": 8,
-    "lr_scheduler_type": "linear",
-    "weight_decay": 0.0,
-    "max_seq_length": 256,
-    "gradient_checkpointing": False,
-    "max_train_minutes": 9,
-}
-
-
 def knob_fields(cls=None) -> list[dataclasses.Field]:
     """Config's knobs (the augment mapping aside; its fields are AugmentConfig's)."""
     return [f for f in dataclasses.fields(cls or Config) if f.name != "augment"]
@@ -181,7 +162,7 @@ def _build(cls, values: dict, where: str):
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
-    """Defaults < the embedded-model recipe (when that model is used) < YAML file < overrides.
+    """Defaults < the recipe for the model and device (recipes.choose) < YAML file < overrides.
 
     Overrides whose value is None are ignored, so CLI flags that were not given leave the file alone.
     """
@@ -204,12 +185,23 @@ def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
     if "augment" in given and isinstance(values.get("augment"), dict) and isinstance(given["augment"], dict):
         given["augment"] = {**values["augment"], **given["augment"]}
     values.update(given)
-    model = values.get("model", AUTO)
-    if not isinstance(model, str):
-        raise ConfigError(f"{where}: model = {model!r} is not valid; allowed: text.")
-    if resolve_model_name(model)[0] == EMBEDDED:
-        values = {**EMBEDDED_RECIPE, **values}
+    name, _ = recipe_of(values, where)
+    if name is not None:
+        values = {**recipes.read(name), **values}
     return _build(Config, values, where if not given else f"{where} + overrides")
+
+
+def recipe_of(values: dict | Config, where: str = "config") -> tuple[str | None, str]:
+    """(recipe name or None, why) for a config or the values it is made from."""
+    from .device import has_cuda
+
+    if isinstance(values, Config):
+        values = config_dict(values)
+    model, recipe = values.get("model", AUTO), values.get("recipe", "auto")
+    for key, value in (("model", model), ("recipe", recipe)):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} = {value!r} is not valid; allowed: text.")
+    return recipes.choose(recipe, model, has_cuda())
 
 
 def from_dict(values: dict, where: str = "config") -> Config:

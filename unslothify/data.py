@@ -242,7 +242,7 @@ def normalise(record: dict, fmt: str, where: str) -> tuple[list[dict] | None, st
     raise AssertionError(fmt)
 
 
-def load_items(path: str | Path, skip_duplicates: bool = True) -> tuple[list[Item], LoadReport]:
+def read_jsonl_items(path: str | Path, skip_duplicates: bool = True) -> tuple[list[Item], LoadReport]:
     """Read, validate and normalise one JSONL file. All-or-nothing: the first bad line raises DataError.
     (Other file types, folders and Hub datasets: unslothify/sources.py, which ends in items_from_rows.)"""
     path = Path(path)

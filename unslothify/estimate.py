@@ -11,31 +11,13 @@ ETA while training.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import random
 import time
-from pathlib import Path
 
+from .device import has_cuda, machine
 from .probes import PROBE_MAX_NEW_TOKENS, RETENTION_PROBES
 
 GENERATION_BATCH = 16  # chat.answer_batch's default
-
-
-def machine() -> str:
-    from .models import has_cuda
-
-    if has_cuda():
-        import torch
-
-        return torch.cuda.get_device_name(0)
-    name = platform.machine()
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {name}, {os.cpu_count()} cores"
 
 
 def padded_tokens(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> int:
@@ -91,8 +73,6 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
          probes: int = 0) -> dict:
     """Seconds per stage: training, the probes at its evaluations (probes: knowledge and retention probes asked
     at each one), the merged export, base and tuned scoring."""
-    from .models import has_cuda
-
     packed = cfg.packing and has_cuda()
     batch = cfg.per_device_train_batch_size
     tokens = (sum(train_lengths) if packed else padded_tokens(train_lengths, batch, grouped=True))
@@ -113,9 +93,7 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     }
 
 
-def describe(cfg, stages: dict, items: int, model_name: str) -> str:
-    from .models import has_cuda
-
+def describe_plan(cfg, stages: dict, items: int, model_name: str) -> str:
     total = sum(v for k, v in stages.items() if k != "steps")
     parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items() if k != "steps" and v)
     return (f"Expected time: about {total / 60:.0f} min on {machine()} ({parts}): {model_name}, {items} training "
@@ -131,8 +109,8 @@ def fit_time(ft, cfg, export: bool, progress=print):
     from .config import replace
     from .evaluation import load_questions
 
-    train, _, prepared, _ = ft.datasets(cfg)  # tokenised once: the training call reuses them
-    rows = train["input_ids"]
+    data = ft.training_data(cfg)  # tokenised once: the training call reuses them
+    prepared, rows = data.prepared, data.train["input_ids"]
     timing = measure(ft.model, ft.tokenizer, rows, cfg.per_device_train_batch_size)
     general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
     probes = len(prepared.probes) + RETENTION_PROBES if prepared.objective == "knowledge" else 0
@@ -146,5 +124,5 @@ def fit_time(ft, cfg, export: bool, progress=print):
                  f"max_train_minutes = {cfg.max_train_minutes:g} cap on this machine (set it to 0 for no cap).")
         cfg = replace(cfg, num_train_epochs=epochs)
         stages = plan(cfg, timing, *counts)
-    progress(describe(cfg, stages, len(rows), ft.model_path))
+    progress(describe_plan(cfg, stages, len(rows), ft.model_path))
     return cfg

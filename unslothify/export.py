@@ -87,73 +87,89 @@ def merge_to_16bit(model, tokenizer, folder: Path, dtype=None, shard_bytes: int 
     ones by the 4-bit rounding (~9 % of each weight). Shards are written as they fill, so memory holds one
     shard (2 GiB) rather than the whole model (a merged 7B is 14.5 GB, more than a Colab runtime's RAM).
     with_adapter=False writes the base alone, as the model computes with it (scripts/merge_diagnosis.py)."""
-    import copy
-
-    import torch
-    from safetensors.torch import save_file
-
     dtype = dtype or storage_dtype(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    _write_shards(_merged_tensors(base, with_adapter), folder, dtype, shard_bytes)
+    _write_config(base, tokenizer, folder, dtype)
+
+
+def _weight_of(p):
+    """A parameter as the model computes with it, in float32 (a copy: a delta is added to it in place)."""
+    import torch
+
+    if hasattr(p, "quant_state"):
+        from bitsandbytes.functional import dequantize_4bit
+
+        return dequantize_4bit(p.data, p.quant_state).float()
+    return p.detach().to(torch.float32, copy=True)
+
+
+def _merged_tensors(base, with_adapter: bool = True):
+    """(name, float32 tensor) for every weight of the merged model, under the base model's own names."""
     lora = {name: m for name, m in base.named_modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")}
     inside = tuple(f"{name}." for name in lora)
     tied = getattr(base.config, "tie_word_embeddings", False)
+    for pname, p in base.named_parameters():
+        owner = next((name for name in lora if pname.startswith(f"{name}.")), None)
+        if owner is None:
+            if not pname.startswith(inside) and not (tied and pname == "lm_head.weight"):
+                yield pname, _weight_of(p)
+        elif pname == f"{owner}.base_layer.weight":
+            m, w = lora[owner], _weight_of(p)
+            for adapter in getattr(m, "active_adapters", ["default"]) if with_adapter else []:
+                if adapter in m.lora_A and not getattr(m, "merged", False):
+                    a, b = m.lora_A[adapter].weight.float(), m.lora_B[adapter].weight.float()
+                    w += (b.to(w.device) @ a.to(w.device)) * m.scaling[adapter]
+            yield f"{owner}.weight", w
+        elif pname == f"{owner}.base_layer.bias":
+            yield f"{owner}.bias", _weight_of(p)
 
-    def weight_of(p):
-        if hasattr(p, "quant_state"):
-            from bitsandbytes.functional import dequantize_4bit
 
-            return dequantize_4bit(p.data, p.quant_state).float()
-        return p.detach().to(torch.float32, copy=True)  # a copy: the delta is added in place
+def _write_shards(tensors, folder: Path, dtype, shard_bytes: int):
+    """Safetensors shards written as they fill (and an index when there are several), each tensor cast to
+    dtype on the way."""
+    import torch
+    from safetensors.torch import save_file
 
-    def tensors():
-        for pname, p in base.named_parameters():
-            owner = next((name for name in lora if pname.startswith(f"{name}.")), None)
-            if owner is None:
-                if not pname.startswith(inside) and not (tied and pname == "lm_head.weight"):
-                    yield pname, weight_of(p)
-            elif pname == f"{owner}.base_layer.weight":
-                m, w = lora[owner], weight_of(p)
-                for adapter in getattr(m, "active_adapters", ["default"]) if with_adapter else []:
-                    if adapter in m.lora_A and not getattr(m, "merged", False):
-                        a, b = m.lora_A[adapter].weight.float(), m.lora_B[adapter].weight.float()
-                        w += (b.to(w.device) @ a.to(w.device)) * m.scaling[adapter]
-                yield f"{owner}.weight", w
-            elif pname == f"{owner}.base_layer.bias":
-                yield f"{owner}.bias", weight_of(p)
-
-    shards: list[dict] = [{}]
-    sizes = [0]
+    shard: dict = {}
+    size = total = 0
     written: list[tuple[str, list[str]]] = []
 
     def flush():
         name = f".shard-{len(written) + 1:05d}.safetensors"
-        save_file(shards[-1], folder / name, metadata={"format": "pt"})
-        written.append((name, list(shards[-1])))
-        shards[-1], sizes[-1] = {}, 0
+        save_file(shard, folder / name, metadata={"format": "pt"})
+        written.append((name, list(shard)))
+        shard.clear()
 
-    total = 0
     with torch.no_grad():
-        for name, w in tensors():
+        for name, w in tensors:
             t = w.to(dtype).cpu().contiguous()
-            shards[-1][name] = t
-            sizes[-1] += t.numel() * t.element_size()
+            shard[name] = t
+            size += t.numel() * t.element_size()
             total += t.numel() * t.element_size()
-            if sizes[-1] >= shard_bytes:
+            if size >= shard_bytes:
                 flush()
-    if shards[-1] or not written:
+                size = 0
+    if shard or not written:
         flush()
     if len(written) == 1:
         (folder / written[0][0]).rename(folder / "model.safetensors")
-    else:
-        weight_map = {}
-        for i, (name, keys) in enumerate(written, start=1):
-            final = f"model-{i:05d}-of-{len(written):05d}.safetensors"
-            (folder / name).rename(folder / final)
-            weight_map.update({k: final for k in keys})
-        atomic_write_json(folder / "model.safetensors.index.json",
-                          {"metadata": {"total_size": total}, "weight_map": weight_map})
+        return
+    weight_map = {}
+    for i, (name, keys) in enumerate(written, start=1):
+        final = f"model-{i:05d}-of-{len(written):05d}.safetensors"
+        (folder / name).rename(folder / final)
+        weight_map.update({k: final for k in keys})
+    atomic_write_json(folder / "model.safetensors.index.json",
+                      {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def _write_config(base, tokenizer, folder: Path, dtype):
+    """The config (without the 4-bit quantisation), the generation config and the tokenizer."""
+    import copy
+
     config = copy.deepcopy(base.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -89,3 +89,8 @@ def check_disk(folder: Path, needed: int, what: str):
         raise ExportError(f"Not enough disk space for {what} in {folder}: needs about {margin / 2**30:.1f} GiB, "
                           f"{free / 2**30:.1f} GiB free. Free some space or choose another --output folder "
                           f"(a merged 7B model takes about 15 GB).")
+
+
+def cache_dir() -> Path:
+    """Where converted models, fetched tools and per-model filters are kept between runs ($UNSLOTHIFY_CACHE)."""
+    return Path(os.environ.get("UNSLOTHIFY_CACHE", Path.home() / ".cache" / "unslothify"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import ExportError
 from .fsutil import atomic_dir, check_disk
-from .models import cache_dir
+from .fsutil import cache_dir
 from .ollama import write_modelfile
 from .verify import SAMPLE_PROMPTS, MergeCheck, compare, plain_transformers_outputs, same_until_eos, sample_prompt_ids
 

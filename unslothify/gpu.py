@@ -6,7 +6,7 @@ import platform
 import shutil
 import subprocess
 
-from .models import has_cuda, precision
+from .device import has_cuda, precision
 from .runtime import installed_version as _version
 
 
@@ -18,39 +18,6 @@ def _run(cmd: list[str]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out.stdout or out.stderr).strip() or None
-
-
-def recommend(total_gib: float, bf16: bool) -> dict:
-    """Settings for Mistral 7B by GPU memory, from the H100 benchmark in docs/benchmark.md: padding-free
-    packing with 4096 tokens per step (per_device_train_batch_size rows of max_seq_length tokens) on every
-    card; 16-bit LoRA where its ~15 GB of weights fit (as fast as 4-bit there, and merges exactly); gradient
-    checkpointing off only where the activations fit (31 GiB peak measured at 4096 tokens per step)."""
-    if total_gib >= 70:
-        rec = {"load_in_4bit": False, "gradient_checkpointing": False, "per_device_train_batch_size": 2,
-               "max_seq_length": 2048}
-        why = "80 GB class: 16-bit LoRA without gradient checkpointing (about 31 GiB at 4096 tokens per step)."
-    elif total_gib >= 38:
-        rec = {"load_in_4bit": False, "gradient_checkpointing": True, "per_device_train_batch_size": 2,
-               "max_seq_length": 2048}
-        why = "40-48 GB class (A100 40GB, L40S, A6000): 16-bit LoRA with gradient checkpointing (about 15 GiB)."
-    elif total_gib >= 22:
-        rec = {"load_in_4bit": True, "gradient_checkpointing": True, "per_device_train_batch_size": 2,
-               "max_seq_length": 2048}
-        why = "24 GB class (L4, A10, RTX 3090/4090): 4-bit QLoRA with gradient checkpointing (about 6 GiB)."
-    elif total_gib >= 14:
-        rec = {"load_in_4bit": True, "gradient_checkpointing": True, "per_device_train_batch_size": 2,
-               "max_seq_length": 1024}
-        why = "16 GB class (T4, V100 16GB): 4-bit QLoRA, 2048 tokens per step, gradient checkpointing on."
-    else:
-        rec = {"load_in_4bit": True, "gradient_checkpointing": True, "per_device_train_batch_size": 1,
-               "max_seq_length": 1024}
-        why = "Under 14 GB: 4-bit QLoRA at 1024 tokens per step may just fit a 7B model; consider a smaller model."
-    rec["packing"] = True
-    # bitsandbytes' 8-bit AdamW cost 0.15-0.3 s per optimizer step on the H100 (0.53-0.62 vs 0.38 s at 4096 tokens);
-    # for LoRA its memory saving is ~0.25 GB, so fused AdamW wins wherever the GPU runs it.
-    rec["optim"] = "adamw_torch_fused"
-    rec["precision"] = "bf16" if bf16 else "fp16 (no bf16 on this GPU)"
-    return {"settings": rec, "why": why}
 
 
 # Peak GPU memory of Mistral 7B LoRA training (torch's reserved memory) as floor + slope x tokens per step,
@@ -113,16 +80,38 @@ def lower_memory_advice(cfg, total_gib: float) -> str:
 
 
 def mistral_config(cfg):
-    """cfg as it would be for the GPU default model: knobs at the embedded CPU recipe's values go back to the
-    defaults (notebook 00 on a CPU runtime still answers for Mistral 7B)."""
-    from .config import EMBEDDED_RECIPE, Config, replace
-    from .models import EMBEDDED, GPU_DEFAULT_MODEL, resolve_model_name
+    """cfg as it would be for Mistral 7B on a GPU, so notebook 00 on a CPU runtime still answers for it: the
+    knobs still at the embedded model's recipe values take the GPU recipe's (or the default)."""
+    from .config import Config, recipe_of, replace
+    from .embedded import EMBEDDED
+    from .models import GPU_DEFAULT_MODEL, resolve_model_name
+    from .recipes import GPU_RECIPE, read
 
-    if resolve_model_name(cfg.model)[0] != EMBEDDED:
+    name, _ = recipe_of(cfg)
+    if resolve_model_name(cfg.model)[0] != EMBEDDED or name is None:
         return cfg
-    defaults = Config()
-    return replace(cfg, model=GPU_DEFAULT_MODEL,
-                   **{k: getattr(defaults, k) for k, v in EMBEDDED_RECIPE.items() if getattr(cfg, k) == v})
+    own, target, defaults = read(name), read(GPU_RECIPE), Config()
+    changes = {k: target.get(k, getattr(defaults, k)) for k, v in own.items() if getattr(cfg, k) == v}
+    changes.update({k: v for k, v in target.items() if k not in own})
+    return replace(cfg, model=GPU_DEFAULT_MODEL, **changes)
+
+
+# Cards with this much memory train the 16-bit recipe faster, and merge it exactly.
+SIXTEEN_BIT_GIB = 38
+SIXTEEN_BIT_RECIPE = "mistral-7b-lora-16bit"
+
+
+def describe_recipe_for(cfg, report: dict) -> str:
+    """Notebook 00: the recipe the knobs start from (each value with why), and on a large card the recipe
+    that suits it better."""
+    from .config import recipe_of
+    from .recipes import describe_recipe
+
+    text = describe_recipe(*recipe_of(cfg))
+    if report.get("cuda_available") and report["memory_gib"] >= SIXTEEN_BIT_GIB and cfg.recipe == "auto":
+        text += (f"\nThis card has {report['memory_gib']} GiB: recipe {SIXTEEN_BIT_RECIPE} (16-bit LoRA) fits, trains "
+                 f"faster per step and merges exactly. Use it with overrides = {{\"recipe\": \"{SIXTEEN_BIT_RECIPE}\"}}.")
+    return text
 
 
 def describe_fit(cfg, report: dict) -> str:
@@ -186,11 +175,11 @@ def check() -> dict:
         total = props.total_memory / 2**30
         bf16 = precision() == "bf16"
         report.update(gpu=props.name, gpus=torch.cuda.device_count(), memory_gib=round(total, 1),
-                      compute_capability=f"{props.major}.{props.minor}", bf16=bf16, recommendation=recommend(total, bf16))
+                      compute_capability=f"{props.major}.{props.minor}", bf16=bf16)
     return report
 
 
-def describe(report: dict) -> str:
+def describe_report(report: dict) -> str:
     lines = [f"Python {report['python']}, torch {report['torch']} (CUDA build {report['torch_cuda'] or 'none'}), "
              f"Unsloth {report['unsloth'] or 'not installed'}, transformers {report['transformers']}, "
              f"TRL {report['trl']}, PEFT {report['peft']}, bitsandbytes {report['bitsandbytes']}."]
@@ -202,9 +191,6 @@ def describe(report: dict) -> str:
                      "slowly and with a small model; for Mistral 7B switch to a GPU runtime "
                      "(Colab: Runtime > Change runtime type > T4/L4/A100 GPU).")
         return "\n".join(lines)
-    rec = report["recommendation"]
     lines.append(f"GPU: {report['gpu']} x{report['gpus']}, {report['memory_gib']} GiB, compute capability "
                  f"{report['compute_capability']}, bf16 {'yes' if report['bf16'] else 'no'}.")
-    lines.append(f"Recommended for Mistral 7B: {rec['why']}")
-    lines.append("  " + ", ".join(f"{k}: {v}" for k, v in rec["settings"].items()))
     return "\n".join(lines)

@@ -32,11 +32,7 @@ def type_name(f: dataclasses.Field) -> str:
     return f.type if isinstance(f.type, str) else f.type.__name__
 
 
-def default_of(f: dataclasses.Field):
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
-
-
-def describe(f: dataclasses.Field) -> str:
+def describe_allowed(f: dataclasses.Field) -> str:
     """The allowed values of a knob, as error messages and --help show them."""
     m = f.metadata
     if m.get("choices") and type_name(f) == "list":
@@ -55,63 +51,93 @@ def _kind_words(f) -> str:
             "dict": "a mapping of names to names"}.get(t, t)
 
 
+class _Bad(ValueError):
+    """A value a type reader cannot take (coerce turns it into the ConfigError that names the knob)."""
+
+
+def _as_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise _Bad
+
+
+def _as_int(value):
+    if isinstance(value, bool):
+        raise _Bad
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise _Bad from None
+    if not isinstance(value, int):
+        raise _Bad
+    return value
+
+
+def _as_float(value):
+    if isinstance(value, bool):
+        raise _Bad
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise _Bad from None
+    if not math.isfinite(value):
+        raise _Bad
+    return value
+
+
+def _as_str(value):
+    if not isinstance(value, str):
+        raise _Bad
+    return value
+
+
+def _as_list(value):
+    if isinstance(value, str):  # a CLI flag: "q_proj,v_proj"
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _Bad
+    return value
+
+
+def _as_dict(value):
+    if isinstance(value, str) and value.strip().startswith("{"):  # a CLI flag in YAML: "{q: question}"
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise _Bad from None
+    if isinstance(value, str):  # a CLI flag: "q=question,a=answer"
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        if not all(sep for _, sep, _ in pairs):
+            raise _Bad
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str) and v
+                                              for k, v in value.items()):
+        raise _Bad
+    return dict(value)
+
+
+_READERS = {"bool": _as_bool, "int": _as_int, "float": _as_float, "str": _as_str, "list": _as_list,
+            "dict": _as_dict}
+
+
 def coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
     """value as the knob's type, checked against its range and choices; ConfigError naming both otherwise."""
     t = type_name(f)
-    bad = ConfigError(f"{where}: {f.name} = {value!r} is not valid; allowed: {describe(f)}.")
-    if t == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise bad
-    if t == "int":
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                raise bad from None
-        if not isinstance(value, int):
-            raise bad
-    elif t == "float":
-        if isinstance(value, bool):
-            raise bad
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if not math.isfinite(value):
-            raise bad
-    elif t == "str":
-        if not isinstance(value, str):
-            raise bad
-    elif t == "list":
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            raise bad
-    elif t == "dict":
-        if isinstance(value, str) and value.strip().startswith("{"):  # a CLI flag in YAML: "{q: question}"
-            import yaml
-
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError:
-                raise bad from None
-        if isinstance(value, str):  # a CLI flag: "q=question,a=answer"
-            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
-            if not all(sep for _, sep, _ in pairs):
-                raise bad
-            value = {k.strip(): v.strip() for k, _, v in pairs}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str) and v
-                                                  for k, v in value.items()):
-            raise bad
-        return dict(value)
+    bad = ConfigError(f"{where}: {f.name} = {value!r} is not valid; allowed: {describe_allowed(f)}.")
+    try:
+        value = _READERS[t](value) if t in _READERS else value
+    except _Bad:
+        raise bad from None
     m = f.metadata
+    if t in ("bool", "dict"):
+        return value
     if m.get("choices") and t == "list":
         if not all(v in m["choices"] for v in value):
             raise bad

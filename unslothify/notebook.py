@@ -1,11 +1,11 @@
-"""Small helpers that keep notebook cells to one line each: setup, tables, live loss plot."""
+"""Helpers that keep notebook cells short: setup, tables, the live plot."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .config import Config, load_config
+from .config import Config, load_config, recipe_of
 from .models import resolve_model_name
 
 
@@ -15,7 +15,9 @@ def start(project_dir: str = "..", config_path: str = "config.yaml", overrides: 
     path = config_path if config_path and Path(config_path).exists() else None
     cfg = load_config(path, **(overrides or {}))
     name, reason = resolve_model_name(cfg.model)
-    print(f"Project: {Path.cwd()}\nConfig: {path or 'defaults'}; model: {name} ({reason}); run folder: {cfg.output_dir}")
+    recipe, why = recipe_of(cfg)
+    print(f"Project: {Path.cwd()}\nConfig: {path or 'no config.yaml'}{' + overrides' if overrides else ''} over recipe "
+          f"{recipe or 'none'} ({why}); model: {name} ({reason}); run folder: {cfg.output_dir}")
     return cfg
 
 

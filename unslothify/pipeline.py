@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import time
 
-from .config import Config
+from .config import Config, recipe_of
 
 
 def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     """Each stage says when it starts and how long the run has taken. A merged export that fails its check
     leaves the adapter version as it is: the summary says so (merge_check.ok false) and scoring still runs."""
-    from .augment import run_augment
+    from .augment import augment
     from .evaluation import base_vs_tuned
     from .export import ExportError, export_merged
     from .models import for_inference
     from .prepare import prepare
-    from .estimate import fit_time, machine
+    from .device import machine
+    from .estimate import fit_time
     from .training import FineTune
 
     t0 = time.perf_counter()
@@ -27,13 +28,15 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     def stage(i, text):
         progress(f"\n[{i}/{stages}] {text} ({time.perf_counter() - t0:.0f} s so far)")
 
+    recipe, why = recipe_of(cfg)
+    progress(f"Recipe: {recipe or 'none'} ({why}); config.yaml and flags override it.")
     stage(1, f"Preparing {cfg.data}")
     prepared = prepare(cfg, progress=progress)
     ft = FineTune.start(cfg, progress=progress)  # loaded once: it also writes the replay answers (its adapter is 0)
     progress(f"Running on {machine()} with {ft.model_path}; the time it will take follows once the data is "
              f"augmented.")
     stage(2, "Augmenting the training split" if cfg.augment.enabled else "Augmentation off (augment.enabled: false)")
-    augmented = run_augment(cfg, prepared, progress, ft.model, ft.tokenizer).report if cfg.augment.enabled else None
+    augmented = augment(cfg, prepared, progress, ft.model, ft.tokenizer).report if cfg.augment.enabled else None
     cfg = fit_time(ft, cfg, export, progress)  # says what the rest takes; caps the epochs by max_train_minutes
     stage(3, "Training")
     version = ft.train(cfg)

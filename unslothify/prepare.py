@@ -28,54 +28,24 @@ class Prepared:
 
 
 def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> Prepared:
+    """Read and check cfg.data, choose the objective, split (skill) or build the probes (knowledge), measure
+    token lengths and write prepared/ (nothing, if any item is bad)."""
     from .models import load_tokenizer
 
     items, load_report = load_items(cfg.data, skip_duplicates=cfg.skip_duplicates, columns=cfg.columns)
     objective, why = choose_objective(cfg, items)
     progress(f"Objective: {objective} ({why}).")
-    # knowledge trains every item (a withheld fact is never taught); skill holds validation_split out
-    train, val = (list(items), []) if objective == "knowledge" else split_items(items, cfg.validation_split, cfg.seed)
-    if tokenizer is None:
-        tokenizer = load_tokenizer(cfg, progress)
-    _, train, train_lengths, train_overlong = tokenize_items(tokenizer, train, cfg.max_seq_length,
-                                                             cfg.skip_overlong, cfg.system_prompt)
-    probes = build_probes(train, cfg) if objective == "knowledge" else []
-    if probes:
-        val = [item for _, item in probes]  # validation loss on held-out rewordings of trained items
-    _, val, val_lengths, val_overlong = tokenize_items(tokenizer, val, cfg.max_seq_length, cfg.skip_overlong,
-                                                       cfg.system_prompt) if val else ([], [], [], [])
-    kept = {id(i) for i in val}
-    probes = [q for q, item in probes if id(item) in kept]
-    lengths = train_lengths + (val_lengths if objective == "skill" else [])
-    overlong = sorted(train_overlong + (val_overlong if objective == "skill" else []))
-    if not train:
-        raise DataError(f"{cfg.data}: no training items left after dropping {len(overlong)} over-long item(s); "
-                        f"raise max_seq_length (now {cfg.max_seq_length}).")
+    tokenizer = tokenizer or load_tokenizer(cfg, progress)
+    train, val, probes, lengths, overlong = _split(cfg, items, objective, tokenizer)
     report = {
-        "data": str(cfg.data),
-        "data_sha256": fingerprint(cfg.data),
-        "format": load_report.format,
-        "lines_read": load_report.n_read,
-        "items": len(items),
-        "columns": cfg.columns,
-        "chat_template": cfg.chat_template,
-        "duplicates_dropped": load_report.duplicates,
-        "overlong_dropped": overlong,
-        "train_items": len(train),
-        "validation_items": len(val),
-        "validation_split": cfg.validation_split,
-        "objective": cfg.objective,
-        "objective_chosen": objective,
-        "objective_why": why,
-        "probes": cfg.probes,
-        "probe_items": len(probes),
-        "seed": cfg.seed,
-        "max_seq_length": cfg.max_seq_length,
-        "skip_overlong": cfg.skip_overlong,
-        "skip_duplicates": cfg.skip_duplicates,
-        "system_prompt": cfg.system_prompt,
-        "tokenizer": getattr(tokenizer, "name_or_path", ""),
-        "token_lengths": length_stats(lengths),
+        "data": str(cfg.data), "data_sha256": fingerprint(cfg.data), "format": load_report.format,
+        "lines_read": load_report.n_read, "items": len(items), "columns": cfg.columns,
+        "chat_template": cfg.chat_template, "duplicates_dropped": load_report.duplicates, "overlong_dropped": overlong,
+        "train_items": len(train), "validation_items": len(val), "validation_split": cfg.validation_split,
+        "objective": cfg.objective, "objective_chosen": objective, "objective_why": why, "probes": cfg.probes,
+        "probe_items": len(probes), "seed": cfg.seed, "max_seq_length": cfg.max_seq_length,
+        "skip_overlong": cfg.skip_overlong, "skip_duplicates": cfg.skip_duplicates, "system_prompt": cfg.system_prompt,
+        "tokenizer": getattr(tokenizer, "name_or_path", ""), "token_lengths": length_stats(lengths),
     }
     run = Run(cfg.output_dir)
     with atomic_dir(run.prepared, overwrite=True) as tmp:
@@ -98,6 +68,28 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
         progress(f"Dropped {len(load_report.duplicates)} duplicate and {len(overlong)} over-long item(s); "
                  f"see {run.prepared / 'report.json'}.")
     return Prepared(train, val, report, probes)
+
+
+def _split(cfg: Config, items: list[Item], objective: str, tokenizer):
+    """(train, validation, probes, token lengths of the data's items, over-long lines dropped). Knowledge
+    trains every item (a withheld fact is never taught) and validates on probe rewordings of trained items;
+    skill holds validation_split of the items out."""
+    train, val = (list(items), []) if objective == "knowledge" else split_items(items, cfg.validation_split, cfg.seed)
+    _, train, lengths, overlong = tokenize_items(tokenizer, train, cfg.max_seq_length, cfg.skip_overlong,
+                                                 cfg.system_prompt)
+    probes = build_probes(train, cfg) if objective == "knowledge" else []
+    if probes:
+        val = [item for _, item in probes]
+    _, val, val_lengths, val_overlong = tokenize_items(tokenizer, val, cfg.max_seq_length, cfg.skip_overlong,
+                                                       cfg.system_prompt) if val else ([], [], [], [])
+    kept = {id(i) for i in val}
+    probes = [q for q, item in probes if id(item) in kept]
+    if objective == "skill":  # the held-out items are the data's too
+        lengths, overlong = lengths + val_lengths, overlong + val_overlong
+    if not train:
+        raise DataError(f"{cfg.data}: no training items left after dropping {len(overlong)} over-long item(s); "
+                        f"raise max_seq_length (now {cfg.max_seq_length}).")
+    return train, val, probes, lengths, sorted(overlong)
 
 
 def load_prepared(cfg: Config) -> Prepared:

@@ -222,7 +222,7 @@ def read_probes(path: Path) -> list[Question]:
 
 def _answer(model, tokenizer, questions: list[Question], cfg) -> list[str]:
     from .chat import answer_batch
-    from .models import has_cuda
+    from .device import has_cuda
 
     return answer_batch(model, tokenizer, [q.question for q in questions],
                         max_new_tokens=min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
@@ -238,7 +238,7 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
     key = hashlib.sha256(json.dumps([model_name, sha256_file(RETENTION_CANDIDATES), cfg.system_prompt,
                                      min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS), tokenizer.chat_template or ""],
                                     sort_keys=True).encode()).hexdigest()[:16]
-    from .models import cache_dir
+    from .fsutil import cache_dir
 
     path = cache_dir() / "probes" / f"retention-{key}.jsonl"  # one filter per model, shared by its runs
     copy = Run(cfg.output_dir).root / "probes" / "retention.jsonl"  # the run's record of what it was scored on

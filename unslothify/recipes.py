@@ -1,65 +1,87 @@
-"""Training recipes compared by scripts/benchmark.py, and the packing budget chosen from the data.
+"""Recipes: one YAML file per model family and device in recipes/, each knob with a one-line comment saying
+why it has that value. Loading picks the recipe for the model and the device (knob `recipe: auto`) and says
+which one; config.yaml and flags override it. Imports nothing heavy.
 
-Each recipe is a set of config knobs (see config.py) plus, where a recipe needs them, SFTConfig
-arguments our config does not expose. Importing this module imports nothing heavy (no torch, no unsloth),
-so the plain transformers + PEFT benchmark worker may use it.
-
-    SEED              the project's first recipe: every item padded to 512 tokens, batch 2 x accumulation 4
-    UNSLOTH_NOTEBOOK  Unsloth's Mistral notebook: batch 2 x 4, no packing, max_seq_length 2048, adamw_8bit
-    PLAIN_PEFT        transformers + PEFT + bitsandbytes QLoRA without Unsloth, same batches as the notebook
-    OURS              padding-free packing of whole items into rows, 16-bit LoRA on GPUs with the memory
+    name, path, why = choose(cfg_values)          # which recipe applies, and why
+    knobs = read(path)                            # {knob: value}
+    notes = reasons(path)                         # {knob: why}, for notebook 00 and the docs
 """
 
 from __future__ import annotations
 
-import math
+import re
+from pathlib import Path
 
-# Knobs shared by every recipe: LoRA r16 on all linear layers, adamw_8bit, lr 2e-4, linear schedule.
-COMMON = {"lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0, "learning_rate": 2e-4, "optim": "adamw_8bit",
-          "lr_scheduler_type": "linear"}
+import yaml
 
-SEED = {**COMMON, "load_in_4bit": True, "packing": False, "per_device_train_batch_size": 2,
-        "gradient_accumulation_steps": 4, "max_seq_length": 512, "gradient_checkpointing": True}
-SEED_SFT = {"pad_to_multiple_of": 512}  # every row padded to 512 tokens (padding="max_length")
-
-UNSLOTH_NOTEBOOK = {**COMMON, "load_in_4bit": True, "packing": False, "per_device_train_batch_size": 2,
-                    "gradient_accumulation_steps": 4, "max_seq_length": 2048, "gradient_checkpointing": True}
-# As in Unsloth's notebooks' SFTConfig (padding_free left unset: Unsloth chooses).
-UNSLOTH_NOTEBOOK_SFT = {"warmup_steps": 5, "weight_decay": 0.001, "seed": 3407}
-
-PLAIN_PEFT = dict(UNSLOTH_NOTEBOOK)
-
-# The GPU recipe (the config defaults plus gpu.recommend()'s memory-dependent choices): whole items
-# packed padding-free into rows of max_seq_length tokens, per_device_train_batch_size rows per step,
-# 4096 tokens per step (config default 8 x 512, recommend() 2 x 2048: measured the same).
-OURS = {**COMMON, "packing": True, "gradient_accumulation_steps": 1}
-# What measured fastest on an H100 80GB (docs/benchmark.md): 16-bit LoRA, no gradient checkpointing, fused
-# AdamW, 2 rows x 2048 tokens: 10.3k tokens/s, 38 % MFU, 31 GiB, 3.6 s per epoch of domain.jsonl.
-OURS_H100 = {**OURS, "load_in_4bit": False, "gradient_checkpointing": False, "optim": "adamw_torch_fused",
-             "per_device_train_batch_size": 2, "max_seq_length": 2048}
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+# model: auto on a GPU and any model that is not the embedded one on a GPU train by the 7B QLoRA recipe.
+GPU_RECIPE = "mistral-7b-qlora"
+EMBEDDED_RECIPES = {"cpu": "smollm2-cpu", "cuda": "smollm2-gpu"}
+_LINE = re.compile(r"^(?P<key>[a-z_0-9]+):\s*(?P<value>[^#]*?)\s*(?:#\s*(?P<why>.*))?$")
 
 
-def packing_plan(lengths: list[int], tokens_per_step: int = 4096, min_updates_per_epoch: int = 8,
-                 row_tokens: int | None = None) -> dict:
-    """Rows and row length for padding-free packing, from the items' token lengths.
-
-    The step budget is tokens_per_step (on an H100, 4096 tokens ran at 83-95 % of the throughput of 8192 or
-    16384, with 2-4x the optimizer updates per epoch: docs/benchmark.md), lowered where needed so an epoch
-    still has min_updates_per_epoch optimizer updates
-    (a small data set must not shrink to a handful of updates). Rows are max_seq_length tokens long: at
-    least the longest item (items are never split), rounded up to a multiple of 64.
-    """
-    if not lengths:
-        raise ValueError("no items")
-    longest = max(lengths)
-    total = sum(lengths)
-    budget = min(tokens_per_step, max(longest, total // max(1, min_updates_per_epoch)))
-    row = row_tokens or max(_round_up(longest, 64), min(2048, _round_up(budget, 64)))
-    rows = max(1, budget // row)
-    steps = math.ceil(total / (rows * row))
-    return {"max_seq_length": row, "per_device_train_batch_size": rows, "tokens_per_step": rows * row,
-            "updates_per_epoch": steps, "items_per_update": round(len(lengths) / steps, 1)}
+def path_of(name: str) -> Path:
+    """recipes/<name>.yaml, or a YAML file's own path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    return RECIPES_DIR / f"{name}.yaml"
 
 
-def _round_up(n: int, k: int) -> int:
-    return ((n + k - 1) // k) * k
+def available() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def choose(recipe: str, model: str, cuda: bool) -> tuple[str | None, str]:
+    """(recipe name or None, why) for the `recipe` knob's value and the model asked for."""
+    from .embedded import EMBEDDED
+    from .models import resolve_model_name
+
+    if recipe == "none":
+        return None, "recipe: none was asked for: the defaults of config.py alone"
+    if recipe != "auto":
+        return recipe, f"recipe: {recipe} was asked for"
+    name = resolve_model_name(model)[0]
+    device = "cuda" if cuda else "cpu"
+    if name == EMBEDDED:
+        return EMBEDDED_RECIPES[device], f"the embedded model on a {'GPU' if cuda else 'CPU'}"
+    if cuda:
+        return GPU_RECIPE, ("the GPU default model" if model == "auto" else
+                            f"{name} on a GPU: the 7B QLoRA recipe is the GPU recipe for any model")
+    return None, f"{name} on a CPU: no recipe, the defaults of config.py"
+
+
+def read(name: str) -> dict:
+    """The recipe's knobs. A missing recipe names the ones there are."""
+    from .knobs import ConfigError
+
+    path = path_of(name)
+    if not path.exists():
+        raise ConfigError(f"recipe = {name!r}: no such recipe; there are {', '.join(available())} (recipes/), or "
+                          f"give a YAML file's path, or 'auto' or 'none'.")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of knob: value.")
+    return values
+
+
+def reasons(name: str) -> dict[str, str]:
+    """{knob: the comment on its line} of a recipe file."""
+    out = {}
+    for line in path_of(name).read_text(encoding="utf-8").splitlines():
+        m = _LINE.match(line)
+        if m and m.group("why"):
+            out[m.group("key")] = m.group("why").strip()
+    return out
+
+
+def describe_recipe(name: str | None, why: str) -> str:
+    """Notebook 00 and `run`: which recipe, why, and what it sets and why."""
+    if name is None:
+        return f"Recipe: none ({why})."
+    notes = reasons(name)
+    lines = [f"Recipe: {name} ({why}; {path_of(name).relative_to(RECIPES_DIR.parent) if path_of(name).is_relative_to(RECIPES_DIR.parent) else path_of(name)}):"]
+    for key, value in read(name).items():
+        lines.append(f"  {key}: {value}" + (f"  # {notes[key]}" if key in notes else ""))
+    return "\n".join(lines)

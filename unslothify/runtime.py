@@ -150,9 +150,41 @@ def install_xformers(progress=print, cuda: bool | None = None) -> str:
 
 
 def setup(project_dir: str | Path = ".", progress=print) -> dict:
-    """Install what this runtime lacks to run the notebooks, holding its torch; returns what was done."""
+    """Install what this runtime lacks to run the notebooks, holding its torch, and fetch llama.cpp's GGUF
+    converter once; returns what was done."""
     started = time.perf_counter()
     project = Path(project_dir).resolve()
+    torch_before = _check_python_and_torch()
+    hosted = read_requirements(project / "requirements-hosted.txt")
+    nodeps = read_requirements(project / "requirements-nodeps.txt")
+    todo = {"hosted": unmet(hosted), "nodeps": unmet(nodeps), "project": installed_version("unslothify") is None}
+    if installed_version("unslothify") is not None and not _installed_from(project):
+        progress(f"unslothify is installed from another folder; this notebook imports {project} (it is first on "
+                 f"sys.path). To make other kernels use it too: pip install --no-deps -e {project}")
+    if not any(todo.values()):
+        progress(f"Runtime ready: torch {torch_before}, everything pinned is installed; nothing to do.")
+        _gguf_converter(progress)
+        return {"installed": [], "torch": torch_before, "seconds": round(time.perf_counter() - started, 2)}
+    imported_before = {n for n in sys.modules if "." not in n}
+    done = _install(project, todo, torch_before, progress)
+    progress(install_xformers(progress))
+    _gguf_converter(progress)
+    torch_after = installed_version("torch")
+    if torch_before is not None and torch_after != torch_before:
+        raise RuntimeError(f"torch changed from {torch_before} to {torch_after} during setup; this should not happen "
+                           f"under the constraint. Restart the runtime and report it.")
+    # Our own package is the project folder itself (editable), so importing it earlier did no harm.
+    stale = sorted(n for n in imported_before if n != "unslothify" and _name(n) in {_name(r.split("==")[0]) for r in done})
+    if stale:
+        progress(f"Restart the runtime once (Colab: Runtime > Restart session) and run the cells again: "
+                 f"{', '.join(stale)} were already imported in this session at their old versions.")
+    seconds = round(time.perf_counter() - started, 1)
+    progress(f"Runtime ready in {seconds:.0f} s: torch {torch_after} kept as it was; installed {len(done)} packages.")
+    return {"installed": done, "torch": torch_after, "seconds": seconds, "restart": stale}
+
+
+def _check_python_and_torch() -> str | None:
+    """The runtime's torch version (None: no torch); an error where Python or torch is out of range."""
     if sys.version_info < (3, 10):
         raise RuntimeError(f"Python {sys.version.split()[0]} is too old: the project needs Python 3.10 or newer.")
     torch_before = installed_version("torch")
@@ -161,19 +193,12 @@ def setup(project_dir: str | Path = ".", progress=print) -> dict:
         raise RuntimeError(f"This runtime has torch {torch_before}; the pinned stack (Unsloth 2026.10.9, transformers "
                            f"5.17) runs with torch >= {lo} and < {hi}. Pick another runtime image, or install a "
                            f"torch in that range built for this machine's CUDA, then run this cell again.")
-    hosted = read_requirements(project / "requirements-hosted.txt")
-    nodeps = read_requirements(project / "requirements-nodeps.txt")
-    todo = {"hosted": unmet(hosted), "nodeps": unmet(nodeps), "project": installed_version("unslothify") is None}
-    elsewhere = installed_version("unslothify") is not None and not _installed_from(project)
+    return torch_before
+
+
+def _install(project: Path, todo: dict, torch_before: str | None, progress) -> list[str]:
+    """pip installs of what `todo` lists, under a constraint that holds the runtime's torch and CUDA libraries."""
     done: list[str] = []
-    if elsewhere:  # another copy of the project is installed: leave it, say how to switch
-        progress(f"unslothify is installed from another folder; this notebook imports {project} (it is first on "
-                 f"sys.path). To make other kernels use it too: pip install --no-deps -e {project}")
-    if not any(todo.values()):
-        note = f"Runtime ready: torch {torch_before}, everything pinned is installed; nothing to do."
-        progress(note)
-        return {"installed": done, "torch": torch_before, "seconds": round(time.perf_counter() - started, 2)}
-    imported_before = {n for n in sys.modules if "." not in n}
     with tempfile.TemporaryDirectory() as td:
         constraints = Path(td) / "held.txt"
         held = held_constraints()
@@ -197,19 +222,17 @@ def setup(project_dir: str | Path = ".", progress=print) -> dict:
             progress(f"Installing the project from {project} (editable) ...")
             _pip(["--no-deps", "-e", str(project)], progress)
             done.append("unslothify")
-    progress(install_xformers(progress))
-    torch_after = installed_version("torch")
-    if torch_before is not None and torch_after != torch_before:
-        raise RuntimeError(f"torch changed from {torch_before} to {torch_after} during setup; this should not happen "
-                           f"under the constraint. Restart the runtime and report it.")
-    # Our own package is the project folder itself (editable), so importing it earlier did no harm.
-    stale = sorted(n for n in imported_before if n != "unslothify" and _name(n) in {_name(r.split("==")[0]) for r in done})
-    if stale:
-        progress(f"Restart the runtime once (Colab: Runtime > Restart session) and run the cells again: "
-                 f"{', '.join(stale)} were already imported in this session at their old versions.")
-    seconds = round(time.perf_counter() - started, 1)
-    progress(f"Runtime ready in {seconds:.0f} s: torch {torch_after} kept as it was; installed {len(done)} packages.")
-    return {"installed": done, "torch": torch_after, "seconds": seconds, "restart": stale}
+    return done
+
+
+def _gguf_converter(progress):
+    """llama.cpp's GGUF converter, fetched once into the cache (notebook 03 exports GGUF by default). A failure
+    is said, not raised: every other export works without it, and notebook 03 says how to fetch it later."""
+    proc = subprocess.run([sys.executable, "-m", "unslothify", "setup-gguf"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        progress("Could not fetch llama.cpp's GGUF converter now (GGUF export needs it; the others do not): "
+                 + (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                 + ". Run `python -m unslothify setup-gguf` when the network is back.")
 
 
 def _installed_from(project: Path) -> bool:

@@ -14,16 +14,23 @@ import hashlib
 import json
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .config import Config, config_dict, from_dict, replace, save_config
 from .fsutil import atomic_dir, atomic_write_json
-from .models import TEMPLATE_NOTE, has_cuda, precision
+from .device import device_name, free_cuda_memory, is_out_of_memory, peak_memory_gib, precision, reset_peak_memory
+from .templates import TEMPLATE_NOTE
 from .runs import Run, Version, best_version
 from .runtime import installed_version
-from .trainer import (ADAPTER_KNOBS, OutOfMemory, check_trackers, free_cuda_memory, history_callback,
-                      is_out_of_memory, peak_memory_gib, reset_peak_memory, sft_args, time_cap_callback,
-                      tracker_env, use_compact_progress)
+from .callbacks import history_callback, time_cap_callback, use_compact_progress
+from .errors import OutOfMemory
+from .sft_config import LR_REFERENCE_ITEMS, check_trackers, items_per_step, sft_args, tracker_env
+
+# Knobs of the loaded model and its adapter: a training call cannot change them (a new adapter can). The chat
+# template is the adapter's too: it was trained on prompts rendered with it.
+ADAPTER_KNOBS = ("model", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers",
+                 "chat_template")
 
 PACKAGES = ("unslothify", "unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "datasets",
             "accelerate", "bitsandbytes", "xformers")
@@ -33,6 +40,25 @@ def package_versions() -> dict:
     out = {name: v for name in PACKAGES if (v := installed_version(name)) is not None}
     out["python"] = platform.python_version()
     return out
+
+
+@dataclass
+class TrainingData:
+    """What one training call trains on: TRL-ready datasets and where they came from."""
+
+    train: object  # datasets.Dataset of input_ids + completion_mask
+    validation: object | None  # probe rewordings (knowledge) or held-out items (skill); None: no validation
+    prepared: object  # prepare.Prepared: the split, its report, the probes
+    items: list  # the training Items: the prepared split plus the augmented records
+
+    @property
+    def mean_item_tokens(self) -> float:
+        lengths = [len(r) for r in self.train["input_ids"]]
+        return sum(lengths) / max(1, len(lengths))
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 class FineTune:
@@ -120,12 +146,13 @@ class FineTune:
             self.run = Run(cfg.output_dir)
         return replace(cfg, **fixed, num_train_epochs=float(epochs if epochs is not None else cfg.num_train_epochs))
 
-    def datasets(self, cfg: Config | None = None):
-        """(train, validation, prepared, train items) for cfg: prepared/ made again when it is not current,
-        the augmented records read (or written again when stale), tokenised when any of it changed."""
+    def training_data(self, cfg: Config | None = None) -> "TrainingData":
+        """The data a call trains on, for cfg: prepared/ made again when it does not match the config, the
+        augmented records read back (written again when stale), and both tokenised. Tokenised again only when
+        any of that changed, and then it says what changed."""
         from accelerate import PartialState
 
-        from .augment import describe, training_items
+        from .augment import describe_items, training_items
         from .data import to_dataset, tokenize_items
         from .prepare import is_current, load_prepared, prepare
 
@@ -137,30 +164,60 @@ class FineTune:
                 self.progress(f"The prepared data in {Run(cfg.output_dir).prepared} does not match the config; "
                               f"preparing {cfg.data} again.")
                 prepared = prepare(cfg, self.tokenizer, self.progress, plot=False)
-        train_items = training_items(cfg, prepared, self.progress)
-        made_from = hashlib.sha256(json.dumps(
-            [[i.to_record() for i in train_items], [i.to_record() for i in prepared.validation],
-             cfg.max_seq_length, cfg.skip_overlong, cfg.system_prompt], sort_keys=True).encode()).hexdigest()
-        if self._data[0] != made_from:  # said once per change of data, not on every call that asks for it
+        items = training_items(cfg, prepared, self.progress)
+        made_from = {"training items": _digest([i.to_record() for i in items]),
+                     "validation items": _digest([i.to_record() for i in prepared.validation]),
+                     **{k: getattr(cfg, k) for k in ("max_seq_length", "skip_overlong", "system_prompt")}}
+        before = self._data[0]
+        if before != made_from:
+            changed = [k for k in made_from if before is not None and before[k] != made_from[k]]
             steer = (f"objective knowledge: every item is trained, {len(prepared.probes)} probes steer"
                      if prepared.objective == "knowledge" else
                      f"objective skill: {len(prepared.validation)} held-out items steer")
-            self.progress(f"Training on {describe(train_items)}; {steer}.")
-            rows = {}
-            for name, items in (("train", train_items), ("validation", prepared.validation)):
-                rows[name] = tokenize_items(self.tokenizer, items, cfg.max_seq_length, cfg.skip_overlong,
-                                            cfg.system_prompt)[0] if items else []
+            self.progress(("Tokenising again (changed: " + ", ".join(changed) + "). " if changed else "")
+                          + f"Training on {describe_items(items)}; {steer}.")
+            rows = {name: tokenize_items(self.tokenizer, part, cfg.max_seq_length, cfg.skip_overlong,
+                                         cfg.system_prompt)[0] if part else []
+                    for name, part in (("train", items), ("validation", prepared.validation))}
             self._data = (made_from, (to_dataset(rows["train"]),
                                       to_dataset(rows["validation"]) if rows["validation"] else None))
-        return (*self._data[1], prepared, train_items)
+        train, validation = self._data[1]
+        return TrainingData(train, validation, prepared, items)
 
-    # --- training -----------------------------------------------------------------------------------------
+    # --- training: one call, step by step ------------------------------------------------------------------
     def train(self, cfg: Config | None = None, more_epochs: float | None = None, resume: bool = False) -> Version | None:
         """Train `more_epochs` more (default: the config's num_train_epochs) with `cfg` (default: the last
         call's config) and save a new version.
 
         Returns the new Version, or None when interrupted (a resumable checkpoint is then kept; call
         train(resume=True) to finish that call)."""
+        from .models import for_training
+
+        # 1. The config of this call: the one given (else the last call's), the adapter's own knobs, its epochs.
+        call, interrupted = self._this_call(cfg, more_epochs, resume)
+        # 2. Data: the prepared split and its augmented records, tokenised (again only when they changed).
+        data = self.training_data(call)
+        self.cfg = call
+        # 3. Tokenizer and model: the session's own (loaded once by start() or resume()), set to train.
+        for_training(self.model)
+        # 4. SFTConfig, from the config alone (sft_config.sft_args).
+        name = self.run.next_version_path().name  # the version this call makes names its tracker run
+        probe = self.probe_for(call, data.prepared) if data.validation is not None else None
+        args = sft_args(call, call.num_train_epochs, data.validation is not None, self.cumulative_steps,
+                        run_name=name, mean_item_tokens=data.mean_item_tokens, probed=probe is not None)
+        self._say_learning_rate(call, args, data)
+        # 5. SFTTrainer: TRL's, with our callbacks; under the knowledge objective its evaluations score the probes.
+        trainer = self._sft_trainer(call, args, data, probe)
+        # 6. Train (Ctrl-C keeps a resumable checkpoint), with the trackers writing under the run folder.
+        with tracker_env(call, self.run, name):
+            seconds = self._fit(trainer, call, data, interrupted)
+        if seconds is None:
+            return None
+        # 7. Save the version: adapter, tokenizer, history, config and manifest, written atomically.
+        return self._save(trainer, seconds, data)
+
+    def _this_call(self, cfg: Config | None, more_epochs: float | None, resume: bool):
+        """(the config of this call, the interrupted call it finishes or None)."""
         import datasets as hf_datasets
 
         hf_datasets.disable_progress_bars()
@@ -175,20 +232,13 @@ class FineTune:
             self.history = interrupted["history_before"]
         call = self._call_config(cfg, more_epochs)
         check_trackers(call)
-        train_ds, val_ds, prepared, train_items = self.datasets(call)
-        self.cfg = call
-        probe = self.probe_for(call, prepared) if val_ds is not None else None
-        name = self.run.next_version_path().name  # the version this call makes names its tracker run
-        lengths = [len(r) for r in train_ds["input_ids"]]
-        args = sft_args(call, call.num_train_epochs, val_ds is not None, self.cumulative_steps, run_name=name,
-                        mean_item_tokens=sum(lengths) / max(1, len(lengths)), probed=probe is not None)
+        return call, interrupted if resume else None
+
+    def _say_learning_rate(self, call: Config, args, data: "TrainingData"):
         if args.learning_rate != call.learning_rate:
-            self.progress(f"Packed steps of about {call.per_device_train_batch_size * call.max_seq_length * len(lengths) / sum(lengths):.0f} "
-                          f"items: learning rate {call.learning_rate:g} x sqrt(items / 8) = {args.learning_rate:.3g} "
+            self.progress(f"Packed steps of about {items_per_step(call, data.mean_item_tokens):.0f} items: learning "
+                          f"rate {call.learning_rate:g} x sqrt(items / {LR_REFERENCE_ITEMS}) = {args.learning_rate:.3g} "
                           f"(packed_lr_scale).")
-        with tracker_env(call, self.run, name):
-            return self._train(call, args, train_ds, val_ds, prepared, train_items, interrupted if resume else None,
-                               probe)
 
     def probe_for(self, cfg: Config, prepared):
         """Under the knowledge objective, what each evaluation scores: model -> probe recall and retention
@@ -203,26 +253,29 @@ class FineTune:
         knowledge, retention = prepared.probes, self._retention
         return lambda model: measure(model, self.tokenizer, knowledge, retention, cfg)
 
-    def _train(self, call, args, train_ds, val_ds, prepared, train_items, interrupted, probe=None) -> Version | None:
+    def _sft_trainer(self, call: Config, args, data: "TrainingData", probe):
         from transformers import EarlyStoppingCallback
         from trl import SFTTrainer
 
-        from .models import for_training
-        from .trainer import probed_trainer_class
+        from .callbacks import probed_trainer_class
 
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
-        self.stopped_at_cap = False
         if call.max_train_minutes:
             callbacks.append(time_cap_callback(self, call.max_train_minutes))
-        if call.early_stopping_patience and val_ds is not None:
+        if call.early_stopping_patience and data.validation is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=call.early_stopping_patience))
-        for_training(self.model)
         trainer_class = probed_trainer_class() if probe is not None else SFTTrainer
-        trainer = trainer_class(model=self.model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+        trainer = trainer_class(model=self.model, args=args, train_dataset=data.train, eval_dataset=data.validation,
                                 processing_class=self.tokenizer, callbacks=callbacks)
         trainer.probe = probe
+        use_compact_progress(trainer, self)
         self.last_trainer = trainer
-        use_compact_progress(trainer)
+        return trainer
+
+    def _fit(self, trainer, call: Config, data: "TrainingData", interrupted) -> float | None:
+        """Seconds trained, or None when interrupted (a resumable checkpoint is kept). The last step gets a
+        validation point when the schedule did not end on one."""
+        self.stopped_at_cap = False
         self.epoch_seconds = []
         history_before = list(self.history)
         self._call_history_start = len(history_before)
@@ -242,12 +295,15 @@ class FineTune:
             free_cuda_memory()
             raise OutOfMemory(call, e) from None
         seconds = time.perf_counter() - started
-        if val_ds is not None and not any("eval_loss" in h for h in self.history[len(history_before):]
-                                          if h["step"] == self.cumulative_steps):
+        if data.validation is not None and not any("eval_loss" in h for h in self.history[len(history_before):]
+                                                   if h["step"] == self.cumulative_steps):
             trainer.evaluate()  # the last validation loss at the final step, for the manifest and the plot
         self._unwrap(trainer)
+        return seconds
+
+    def _save(self, trainer, seconds: float, data: "TrainingData") -> Version:
         if trainer.accelerator.is_main_process:  # one writer under data-parallel launches
-            version = self.save_version(seconds, prepared, train_items)
+            version = self.save_version(seconds, data.prepared, data.items)
             self._clear_interrupted()
         trainer.accelerator.wait_for_everyone()
         if not trainer.accelerator.is_main_process:
@@ -305,12 +361,29 @@ class FineTune:
     def save_version(self, seconds: float, prepared, train_items) -> Version:
         """A new version folder: adapter, tokenizer, history, the config of this call (its epochs are the
         epochs it trained) and a manifest, written under a temporary name and renamed when complete."""
+        manifest = self._manifest(seconds, prepared, train_items)
+        target = self.run.next_version_path()
+        with atomic_dir(target) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            atomic_write_json(tmp / "history.json", self.history)
+            save_config(self.cfg, tmp / "config.yaml")
+            atomic_write_json(tmp / "manifest.json", manifest)  # last: a folder without it is not a version
+        save_config(self.cfg, self.run.root / "config.yaml")
+        self.parent = target.name
+        version = self.run.version(target.name)
+        self.progress(f"Saved {version.name}: " + _saved_line(manifest))
+        return version
+
+    def _manifest(self, seconds: float, prepared, train_items) -> dict:
         train_losses = [h["loss"] for h in self.history if "loss" in h]
         eval_losses = [h["eval_loss"] for h in self.history if "eval_loss" in h]
         probed = [h for h in self.history if "probe_recall" in h]
         this_call = self.history[self._call_history_start:]
         peak, peak_kind = peak_memory_gib()
-        manifest = {
+        epochs_trained = (max((h["epoch"] for h in this_call), default=0.0)
+                          - max((h["epoch"] for h in self.history[:self._call_history_start]), default=0.0))
+        return {
             "base_model": self.cfg.model,
             "base_model_path": self.model_path,
             "base_model_revision": _revision(self.model),
@@ -323,6 +396,7 @@ class FineTune:
             "train_items": len(train_items),
             "validation_items": len(prepared.validation),
             "epochs_this_call": self.cfg.num_train_epochs,
+            "epochs_trained": round(epochs_trained, 4),  # fewer than asked when the time cap stopped the call
             "stopped_at_time_cap": self.stopped_at_cap,
             "cumulative_epochs": round(self.cumulative_epochs, 4),
             "cumulative_steps": self.cumulative_steps,
@@ -337,38 +411,32 @@ class FineTune:
             "probe_seconds": round(sum(h.get("probe_seconds", 0) for h in this_call), 2),
             "train_seconds": round(seconds, 2),
             "epoch_seconds": self.epoch_seconds,
+            "seconds_per_epoch": round(seconds / epochs_trained, 2) if epochs_trained else None,
             "peak_memory_gib": round(peak, 3),
             "peak_memory_kind": peak_kind,
-            "device": _device_name(),
+            "device": device_name(),
             "precision": precision(),
             "effective_learning_rate": self.last_trainer.args.learning_rate if self.last_trainer else None,
             "packages": package_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        target = self.run.next_version_path()
-        with atomic_dir(target) as tmp:
-            self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            atomic_write_json(tmp / "history.json", self.history)
-            save_config(self.cfg, tmp / "config.yaml")
-            atomic_write_json(tmp / "manifest.json", manifest)  # last: a folder without it is not a version
-        save_config(self.cfg, self.run.root / "config.yaml")
-        self.parent = target.name
-        version = self.run.version(target.name)
-        per_epoch = f", {sum(self.epoch_seconds) / len(self.epoch_seconds):.1f} s per epoch" if self.epoch_seconds else ""
-        probes = ""
-        if manifest["final_probe_recall"] is not None:
-            base = manifest["base_probe_recall"]
-            probes = (f", probe recall {manifest['final_probe_recall']:.2f}"
-                      + (f" (base {base:.2f})" if base is not None else "")
-                      + (f", retention {manifest['final_probe_retention']:.2f}"
-                         if manifest["final_probe_retention"] is not None else "")
-                      + f" (the probes took {manifest['probe_seconds']:.0f} s, "
-                        f"{manifest['probe_seconds'] / max(seconds, 1e-9):.0%} of this call)")
-        self.progress(f"Saved {version.name}: {manifest['cumulative_epochs']:g} epochs, train loss "
-                      f"{_fmt(manifest['final_train_loss'])}, validation loss {_fmt(manifest['final_eval_loss'])}"
-                      f"{probes}, {seconds:.0f} s{per_epoch}, peak memory {peak:.2f} GiB ({peak_kind}).")
-        return version
+
+
+def _saved_line(m: dict) -> str:
+    """'1.5 epochs, train loss ..., probe recall ...' for the Saved line of a training call."""
+    probes = ""
+    if m["final_probe_recall"] is not None:
+        base = m["base_probe_recall"]
+        probes = (f", probe recall {m['final_probe_recall']:.2f}" + (f" (base {base:.2f})" if base is not None else "")
+                  + (f", retention {m['final_probe_retention']:.2f}" if m["final_probe_retention"] is not None else "")
+                  + f" (the probes took {m['probe_seconds']:.0f} s, "
+                    f"{m['probe_seconds'] / max(m['train_seconds'], 1e-9):.0%} of this call)")
+    capped = " (stopped at the max_train_minutes cap)" if m["stopped_at_time_cap"] else ""
+    per_epoch = f", {m['seconds_per_epoch']:.1f} s per epoch" if m["seconds_per_epoch"] else ""
+    return (f"{m['epochs_trained']:g} epochs this call{capped}, {m['cumulative_epochs']:g} in all, train loss "
+            f"{_fmt(m['final_train_loss'])}, validation loss {_fmt(m['final_eval_loss'])}{probes}, "
+            f"{m['train_seconds']:.0f} s{per_epoch}, peak memory {m['peak_memory_gib']:.2f} GiB "
+            f"({m['peak_memory_kind']}).")
 
 
 def _fmt(x):
@@ -378,11 +446,3 @@ def _fmt(x):
 def _revision(model) -> str | None:
     base = getattr(model, "get_base_model", lambda: model)()
     return getattr(getattr(base, "config", None), "_commit_hash", None)
-
-
-def _device_name() -> str:
-    import torch
-
-    if has_cuda():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"

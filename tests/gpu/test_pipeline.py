@@ -50,21 +50,21 @@ def test_environment_report():
     from unslothify import gpu
 
     report = gpu.check()
-    print(gpu.describe(report))
+    print(gpu.describe_report(report))
     if ON_CPU:
         return
     assert report["cuda_available"] and report["bf16"]
     assert report["unsloth"] and report["bitsandbytes"] and report["trl"]
-    rec = report["recommendation"]["settings"]
-    assert rec["precision"] == "bf16"
 
 
-def test_defaults_are_the_gpu_recipe():
-    """The dataclass defaults are the GPU recipe; the embedded CPU recipe is a separate override."""
-    from unslothify.config import Config
 
-    c = Config()
-    assert c.optim == "adamw_8bit" and c.learning_rate == 2e-4
+def test_auto_on_a_gpu_trains_the_gpu_recipe():
+    """model: auto on a GPU loads the 7B QLoRA recipe (recipes/mistral-7b-qlora.yaml)."""
+    from unslothify.config import load_config, recipe_of
+
+    c = load_config(None)
+    assert recipe_of(c)[0] == "mistral-7b-qlora"
+    assert c.optim == "adamw_8bit" and c.learning_rate == 2e-4 and c.load_in_4bit
     assert c.packing and c.per_device_train_batch_size * c.max_seq_length == 4096, "4096 tokens per packed step"
     assert c.packed_lr_scale, "packed steps scale the learning rate (docs/benchmark.md, section 4c)"
 
@@ -150,7 +150,7 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
 
     from unslothify.config import replace
     from unslothify.prepare import prepare
-    from unslothify.trainer import sft_args
+    from unslothify.sft_config import sft_args
     from unslothify.training import FineTune
 
     pcfg = replace(cfg, packing=False, output_dir=str(tmp_path / "unpacked"), per_device_train_batch_size=8,
@@ -166,7 +166,7 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
     assert len(evals) >= 3, f"evaluations at start, mid-epoch and end: {evals}"
     tr = _packing_trainer(ft, replace(pcfg, packing=True), tmp_path)
 
-    train_ds = ft.datasets(pcfg)[0]
+    train_ds = ft.training_data(pcfg).train
     items = Dataset.from_list([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]}
                                for r in train_ds.select(range(24))])
     batch = tr.data_collator([items[i] for i in range(4)])
@@ -272,10 +272,10 @@ def test_cli_train_under_accelerate_launch(tiny_model, small_data, tmp_path):
 def _packing_trainer(ft, pcfg, tmp_path):
     from trl import SFTTrainer
 
-    from unslothify.trainer import sft_args
+    from unslothify.sft_config import sft_args
 
     args = sft_args(pcfg, 1.0, False, output_dir=str(tmp_path / "collator"))
-    tr = SFTTrainer(model=ft.model, args=args, train_dataset=ft.datasets(pcfg)[0], processing_class=ft.tokenizer)
+    tr = SFTTrainer(model=ft.model, args=args, train_dataset=ft.training_data(pcfg).train, processing_class=ft.tokenizer)
     assert tr.args.packing and tr.args.padding_free
     return tr
 

@@ -20,7 +20,7 @@ Generated variants are checked (not empty, not a copy of an existing question, n
 rejects are dropped and counted in the report (domain.augmented.report.json beside the file, and a copy
 in the run folder's augment/report.json).
 
-    added = augment(cfg, prepared)                  # writes the file, returns the added Items
+    result = augment(cfg, prepared)                 # writes the file: result.added (Items), result.report
     items = training_items(cfg, prepared)           # what training uses (regenerates a stale file)
 
 Layout: stage.py runs the kinds and owns the file; kinds/ holds one module per kind (registered there);
@@ -29,5 +29,5 @@ works with.
 """
 
 from .kinds import KINDS, NAMES, AugmentConfig  # noqa: F401
-from .stage import (AugmentResult, augment, augmented_path, load_augmented, report_path, run_augment,  # noqa: F401
-                    describe, state, training_items)
+from .stage import (AugmentResult, augment, augmented_path, describe_items, load_augmented,  # noqa: F401
+                    report_path, state, training_items)

@@ -308,49 +308,55 @@ def _passive(q: str) -> list[str]:
     return [f"{o} was {part} by whom?", f"By whom was {obj} {part}?", f"Who was {obj} {part} by?"]
 
 
-def rule_rephrasings(question: str, k: int, rng: random.Random, existing: set[str],
-                     rejects: Rejects | None = None) -> list[str]:
-    """Up to k reworded questions by rules: lead-phrase and word swaps, passive forms, a place phrase moved
-    to the front, and wrappers ('Tell me, ...', 'Do you know ...?'). Deterministic for a given rng."""
-    q = question.strip()
-    if not q or not is_english(q):
-        return []  # the rules parse English only
-    candidates: list[str] = []
-    structural: list[str] = []
+def _structural(q: str) -> list[str]:
+    """Variants that change the question itself: a lead-phrase swap, passive forms, a place phrase moved to
+    the front, and one word swap per variant (lowercase words only, so names are never touched)."""
+    out: list[str] = []
     for pattern, alternatives in _LEAD_SWAPS:
         if re.search(pattern, q, re.IGNORECASE):
-            for alt in alternatives:
-                structural.append(re.sub(pattern, alt, q, count=1, flags=re.IGNORECASE))
+            out += [re.sub(pattern, alt, q, count=1, flags=re.IGNORECASE) for alt in alternatives]
             break
-    structural += _passive(q)
+    out += _passive(q)
     fronted = _front_phrase(q)
     if fronted:
-        structural.append(fronted)
-    # word swaps: one swap per variant, on lowercase words only
+        out.append(fronted)
     toks = q.split(" ")
-    swaps = []
     for j, t in enumerate(toks):
         core = t.strip("?,.!;:")
         if core and core.islower() and core in _WORD_SWAPS and j > 0:
-            for alt in _WORD_SWAPS[core]:
-                swaps.append(" ".join(toks[:j] + [t.replace(core, alt)] + toks[j + 1:]))
-    structural += swaps
+            out += [" ".join(toks[:j] + [t.replace(core, alt)] + toks[j + 1:]) for alt in _WORD_SWAPS[core]]
+    return out
+
+
+def _wrappers(q: str) -> list[str]:
+    """The question inside a frame ('Tell me, ...', 'Do you know who ...?'), as an embedded clause where the
+    rules can make one."""
     emb = _embedded(q)
-    wrappers = []
+    out = []
     for tpl in _PREFIXES:
         if "{e}" in tpl and emb is None:
             continue
         body_q = q[0].lower() + q[1:] if not is_name_start(q) else q
-        wrappers.append(tpl.format(q=body_q if tpl.startswith("Tell me") else q, e=emb or ""))
+        out.append(tpl.format(q=body_q if tpl.startswith("Tell me") else q, e=emb or ""))
+    return out
+
+
+def rule_rephrasings(question: str, k: int, rng: random.Random, existing: set[str],
+                     rejects: Rejects | None = None) -> list[str]:
+    """Up to k reworded questions by rules: structural changes (_structural), wrappers (_wrappers) and the two
+    combined, taken in turn, each checked. Deterministic for a given rng."""
+    q = question.strip()
+    if not q or not is_english(q):
+        return []  # the rules parse English only
+    structural, wrappers = _structural(q), _wrappers(q)
     rng.shuffle(structural)
     rng.shuffle(wrappers)
-    # alternate a structural change with a wrapper, and combine the two for variety
-    combos = []
+    combos = []  # a structural change inside a wrapper, for variety
     for s in structural[:3]:
         e2 = _embedded(s)
         if e2 and wrappers:
-            tpl = rng.choice([t for t in _PREFIXES if "{e}" in t])
-            combos.append(tpl.format(e=e2, q=s))
+            combos.append(rng.choice([t for t in _PREFIXES if "{e}" in t]).format(e=e2, q=s))
+    candidates: list[str] = []
     pools = [structural, wrappers, combos]
     while any(pools):
         for pool in pools:

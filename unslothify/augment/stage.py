@@ -64,13 +64,6 @@ class AugmentResult:
     report: dict
 
 
-def augment(cfg, prepared, progress=print, model=None, tokenizer=None) -> list[Item]:
-    """Write the augmented file beside the user's data file and return the added Items (kinds interleaved by
-    source item, so the first rows show each kind). `model`/`tokenizer` may be passed to reuse a loaded
-    base model for replay and model rewording; otherwise it is loaded when needed."""
-    return run_augment(cfg, prepared, progress, model, tokenizer).added
-
-
 def _generators(cfg, model, tokenizer, progress):
     """generator(spec) for the Context: 'model' is the model in use (the one passed, else loaded once)."""
     loaded: dict = {}
@@ -87,7 +80,10 @@ def _generators(cfg, model, tokenizer, progress):
     return generator
 
 
-def run_augment(cfg, prepared, progress=print, model=None, tokenizer=None) -> AugmentResult:
+def augment(cfg, prepared, progress=print, model=None, tokenizer=None) -> AugmentResult:
+    """Write the augmented file beside the user's data file (and its report) and return the added Items (kinds
+    interleaved by source item, so the first rows show each kind) with the report. `model`/`tokenizer` may be
+    passed to reuse a loaded base model for replay and model rewording; otherwise it is loaded when needed."""
     started = time.perf_counter()
     ctx = Context(cfg, list(prepared.train), list(prepared.validation), progress,
                   _generators(cfg, model, tokenizer, progress))
@@ -212,13 +208,13 @@ def _augmented_for_training(cfg, prepared, progress, model, tokenizer) -> list[I
                         f"to write it again for the current data (or switch augment.enabled off).")
     if st in ("missing", "stale"):
         progress(f"The augmented file {path} is {'missing' if st == 'missing' else 'out of date'}; writing it.")
-        run_augment(cfg, prepared, progress, model, tokenizer)
+        augment(cfg, prepared, progress, model, tokenizer)
     elif st == "edited":
         progress(f"Using {path} as edited by hand.")
     return load_augmented(path, prepared)
 
 
-def describe(items: list[Item]) -> str:
+def describe_items(items: list[Item]) -> str:
     """'450 items + 1487 augmented (rephrase 899, ...)' for the items a training call uses."""
     counts = {name: sum(1 for i in items if i.kind == name) for name in NAMES}
     added = sum(counts.values())

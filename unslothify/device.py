@@ -1,0 +1,81 @@
+"""Facts about the machine: whether there is a CUDA GPU, the precision it trains in, its name, and its memory
+high-water mark. One place, so loading, training, the merge and the estimates agree."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from pathlib import Path
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def precision() -> str:
+    """'bf16' on a GPU that has it, 'fp16' on one that does not (T4, V100), 'fp32' on the CPU (where Unsloth's
+    CPU backend picks its own dtype). One answer for loading, training and the merge."""
+    if not has_cuda():
+        return "fp32"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def machine() -> str:
+    """'NVIDIA H200' or 'CPU AMD EPYC ..., 2 cores'."""
+    if has_cuda():
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    name = platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {name}, {os.cpu_count()} cores"
+
+
+def device_name() -> str:
+    """The device a version was trained on, for its manifest."""
+    import torch
+
+    if has_cuda():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def free_cuda_memory():
+    import gc
+
+    gc.collect()
+    if has_cuda():
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def reset_peak_memory():
+    if has_cuda():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gib() -> tuple[float, str]:
+    if has_cuda():
+        import torch
+
+        return torch.cuda.max_memory_reserved() / 2**30, "GPU memory reserved (peak)"
+    # ru_maxrss is KiB on Linux: the process's resident high-water mark, not reset between calls.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process RSS (peak)"
