@@ -122,22 +122,10 @@ def family_questions(name: str, question: str, answer: str, terms: list[str], rn
     from unslothify.augment import english as E
     from unslothify.augment.checks import FUNCTION_WORDS, WORD, sentences
 
-    if name == "frames":
-        return E.probe_rewordings(question, rng)
+    if name == "frames":  # the probe frames around the question
+        return E._framed(question, rng)
     if name == "lexical":  # a lead-phrase swap and every word swap the tables know, no frame
-        q = question.strip()
-        for pattern, alternatives in E._LEAD_SWAPS:
-            if re.search(pattern, q, re.IGNORECASE):
-                q = re.sub(pattern, alternatives[0], q, count=1, flags=re.IGNORECASE)
-                break
-        toks = q.split(" ")
-        for j, t in enumerate(toks):
-            core = t.strip("?,.!;:")
-            if j and core.islower():
-                alt = E._PROBE_WORD_SWAPS.get(core) or (E._WORD_SWAPS.get(core) or [None])[0]
-                if alt:
-                    toks[j] = t.replace(core, alt)
-        return [" ".join(toks)]
+        return [x for x in [E._lexical(question)] if x]
     if name == "keyword":  # the question's names and content words, and what kind of answer it wants
         words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E._AUX]
         return [f"{_wh(question)}? Quick facts: {', '.join(words)}."] if words else []

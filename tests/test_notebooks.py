@@ -112,7 +112,7 @@ def test_notebook_series(project):
     assert exports["version"] == "v003" and exports["merge_check"]["relative"] <= exports["merge_check"]["tolerance"]
     assert Path(exports["gguf"]).exists() and (run / "exports" / "merged" / "model.safetensors").exists()
     scores = json.loads((run / "eval" / "v003.json").read_text())["summary"]
-    assert scores["n"] == 40 and 0.0 <= scores["tuned_recall"] <= 1.0
+    assert scores["n"] == 40 and scores["tuned_recall"] >= scores["base_recall"] + 0.2, "3 epochs teach facts"
     assert any(has_image(c) for c in nb.cells), "the recall chart is drawn"
     assert files_containing_token(work) == [], "no notebook output, manifest, log or export holds the Hub token"
 

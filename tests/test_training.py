@@ -39,7 +39,12 @@ def test_versions_history_resume_and_revert(small_cfg):
     assert h2[: len(h1)] == h1, "a continued call extends the same history"
     assert steps(h2) == list(range(1, len(steps(h2)) + 1)), "cumulative steps without gaps"
     assert v2.manifest["cumulative_epochs"] == pytest.approx(2.0)
-    assert v2.manifest["final_eval_loss"] is not None and v2.manifest["final_train_loss"] is not None
+    first_eval = next(h["eval_loss"] for h in h2 if "eval_loss" in h)
+    assert v2.manifest["final_eval_loss"] < first_eval, "validation loss (the probes' answers) fell"
+    assert v2.manifest["final_train_loss"] < next(h["loss"] for h in h2 if "loss" in h)
+    probed = [h for h in h2 if "probe_recall" in h]
+    assert probed[0]["step"] == 0 and len(probed) == 3, "probes at the start and after each epoch"
+    assert v2.manifest["objective"] == "knowledge" and v2.manifest["final_probe_recall"] == probed[-1]["probe_recall"]
     for key in ("base_model", "base_model_path", "config", "data_sha256", "cumulative_steps", "train_seconds",
                 "peak_memory_gib", "packages", "created"):
         assert key in v2.manifest, key

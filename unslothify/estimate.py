@@ -70,10 +70,13 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
 
 
 def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
-         probes: int = 0) -> dict:
+         probes: int = 0, packed: bool | None = None) -> dict:
     """Seconds per stage: training, the probes at its evaluations (probes: knowledge and retention probes asked
-    at each one), the merged export, base and tuned scoring."""
-    packed = cfg.packing and has_cuda()
+    at each one), the merged export, base and tuned scoring. packed: whether steps are packed rows (default:
+    as training will run here, sft_config.packed)."""
+    from .sft_config import packed as packs
+
+    packed = packs(cfg) if packed is None else packed
     batch = cfg.per_device_train_batch_size
     tokens = (sum(train_lengths) if packed else padded_tokens(train_lengths, batch, grouped=True))
     steps = math.ceil(cfg.num_train_epochs * (math.ceil(sum(train_lengths) / (batch * cfg.max_seq_length)) if packed

@@ -168,8 +168,9 @@ def key_terms(question: str, answer: str, doc_freq: Counter, n_docs: int, lower_
 
 
 def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> list[tuple[Question, Item]]:
-    """Up to cfg.probes (Question, validation Item) pairs, one per sampled training item: the probe question
-    in the probe family with the item's key terms as expected strings, and as Item the probe question with
+    """Up to cfg.probes (Question, validation Item) pairs, one per sampled training item (items whose key
+    terms are numbers or names first): the probe question in the probe family with the item's key terms as
+    expected strings, and as Item the probe question with
     the item's own answer (its loss is the validation loss of the knowledge objective). Deterministic for the
     items, the seed and cfg.probes; `existing` (normalised questions of the data) are never used as probes."""
     from .augment.english import probe_rewordings
@@ -186,8 +187,14 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> li
         terms = key_terms(q, a, doc_freq, len(answers), lower_vocab)
         if terms:
             candidates.append((item, q, a, terms))
+    # Numbers and names say unambiguously whether an answer holds the fact; a rare word can turn up in a wrong
+    # answer too. So items whose key terms are numbers or names come first, rare words fill the rest.
     rng = random.Random(f"{cfg.seed}:probes")
-    picked = sorted(rng.sample(candidates, min(cfg.probes, len(candidates))), key=lambda c: c[0].line)
+    strong = [c for c in candidates if any(t[0].isdigit() or t[0].isupper() for t in c[3])]
+    weak = [c for c in candidates if c not in strong]
+    picked = rng.sample(strong, min(cfg.probes, len(strong)))
+    picked += rng.sample(weak, min(cfg.probes - len(picked), len(weak)))
+    picked.sort(key=lambda c: c[0].line)
     out = []
     for item, q, a, terms in picked:
         line = item.source_line if item.source_line is not None else item.line

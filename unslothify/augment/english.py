@@ -403,13 +403,40 @@ _PROBE_WORD_SWAPS = {
 }
 
 
+def _lexical(q: str) -> str | None:
+    """Every word the tables can swap, swapped at once (probe-only synonyms first), after a lead-phrase swap:
+    the same question in other words, as a person asking it anew would put it. None when nothing changes."""
+    out = q
+    for pattern, alternatives in _LEAD_SWAPS:
+        if re.search(pattern, out, re.IGNORECASE):
+            out = re.sub(pattern, alternatives[0], out, count=1, flags=re.IGNORECASE)
+            break
+    toks = out.split(" ")
+    for j, t in enumerate(toks):
+        core = t.strip("?,.!;:")
+        alt = _PROBE_WORD_SWAPS.get(core) or (_WORD_SWAPS.get(core) or [None])[0] if j and core.islower() else None
+        if alt:
+            toks[j] = t.replace(core, alt)
+    out = " ".join(toks)
+    return out if norm_question(out) != norm_question(q) else None
+
+
 def probe_rewordings(question: str, rng: random.Random) -> list[str]:
-    """Rewordings of one question in the probe family (frames and word swaps training never uses), each
-    combined with a probe-only word swap where the question has one, best first. Unchecked: the caller
-    checks them against the data (checks.check_question)."""
+    """Rewordings of one question for a knowledge probe, best first: the lexical rewording (_lexical), then the
+    probe frames (frames training never uses) around the question, each with a probe-only word swap where the
+    question has one. Unchecked: the caller checks them against the data (checks.check_question).
+
+    Chosen by scripts/probe_agreement.py's `families` (docs/probes.md): on saved adapters, lexical probes tracked
+    the hand-written held-out questions most closely (frames overstated more, and saturated sooner)."""
     q = question.strip()
     if not q or not is_english(q):
         return []
+    lexical = _lexical(q)
+    return ([lexical] if lexical else []) + _framed(q, rng)
+
+
+def _framed(q: str, rng: random.Random) -> list[str]:
+    """The probe frames around the question (as an embedded clause where the rules can make one)."""
     swapped = []
     toks = q.split(" ")
     for j, t in enumerate(toks):
