@@ -19,6 +19,7 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --no-deps -e .
 	$(BIN)/python -m unslothify.runtime xformers
+	$(BIN)/python -m unslothify setup-gguf || echo "llama.cpp's GGUF converter could not be fetched: GGUF export will say how to get it."
 	touch $@
 
 install: $(STAMP)
@@ -27,14 +28,13 @@ run: $(STAMP)
 	$(BIN)/python -m unslothify run $(ARGS)
 
 # Test tools: llama.cpp (llama-cpp-python builds from source, ~5 min on 2 cores, cached by pip afterwards)
-# for the GGUF round trip, llama.cpp's converter, TensorBoard (the optional tracker extra) for the report_to
+# for the GGUF round trip (the converter itself comes with `make install`), TensorBoard (the optional tracker extra) for the report_to
 # test, wandb where it installs (its offline test is skipped otherwise), and Debian's Chromium for the
 # browser test.
 $(TEST_STAMP): $(STAMP) requirements-trackers.txt
 	$(BIN)/python -m pip install -r requirements-trackers.txt
 	$(BIN)/python -m pip install wandb==0.31.0 || echo "wandb did not install: its offline test will be skipped."
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --no-deps llama-cpp-python==0.3.36 diskcache==5.6.3
-	$(BIN)/python -m unslothify setup-gguf
 	@[ -x /usr/bin/chromium ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "Chromium not installed: the browser test will be skipped."

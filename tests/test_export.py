@@ -111,3 +111,25 @@ def test_adapter_export_is_the_version(trained, tmp_path):
     out = export_adapter(version.path, tmp_path / "adapter")
     assert (out / "adapter_model.safetensors").read_bytes() == (version.path / "adapter_model.safetensors").read_bytes()
     assert (out / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_a_format_that_cannot_be_made_is_skipped_and_the_others_kept(trained, tmp_path, monkeypatch):
+    """Notebook 03 exports every format by default: without llama.cpp's converter it still makes the adapter
+    and the merged model, says GGUF was skipped and the command that fixes it, and records it."""
+    import json
+
+    from unslothify.config import replace
+    from unslothify.export import export_all
+
+    cfg, ft, version = trained
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(tmp_path / "nowhere"))
+    said = []
+    results = export_all(ft.model, ft.tokenizer, version, replace(cfg, output_dir=str(tmp_path / "run")),
+                         progress=said.append)
+    assert set(results) >= {"adapter", "merged", "merge_check"} and "gguf" not in results
+    assert "python -m unslothify setup-gguf" in results["skipped"]["gguf"]
+    assert any(m.startswith("Skipping GGUF") for m in said) and any("skipped gguf" in m for m in said)
+    assert (results["merged"] / "model.safetensors").exists() and (results["adapter"] / "adapter_config.json").exists()
+    recorded = json.loads((tmp_path / "run" / "exports" / "exports.json").read_text())
+    assert "gguf" in recorded["skipped"] and recorded["merged"] == str(results["merged"])

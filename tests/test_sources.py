@@ -11,7 +11,7 @@ import pytest
 from bad_input_cases import SOURCE_CASES
 from conftest import ROOT
 from unslothify.data import DataError
-from unslothify.sources import fingerprint, read_jsonl_items, parse
+from unslothify.sources import fingerprint, load_items, parse
 
 ROWS = [{"question": "What is köttbullar?", "answer": "Swedish meatballs."},
         {"question": "What sauce goes with them?", "answer": "Gräddsås, a cream sauce."},
@@ -46,7 +46,7 @@ def test_every_kind_of_source_gives_the_same_items(tmp_path):
     for spec, kind in kinds.items():
         src = parse(str(tmp_path / spec))
         assert src.kind == kind, spec
-        items, report = read_jsonl_items(str(tmp_path / spec))
+        items, report = load_items(str(tmp_path / spec))
         assert report.format == "question_answer" and report.n_read == 3, spec
         assert [i.messages for i in items] == EXPECTED, spec
         assert [i.line for i in items] == [1, 2, 3], "rows are numbered from 1 in every kind"
@@ -56,10 +56,10 @@ def test_hub_dataset_path_with_a_split(tmp_path):
     """`owner/name:split` goes through datasets.load_dataset(id, split=...); a repo-like folder takes the same
     road, so this is the Hub code path without the network."""
     write_each_kind(tmp_path)
-    items, report = read_jsonl_items(f"{tmp_path / 'hub_repo'}:test")
+    items, report = load_items(f"{tmp_path / 'hub_repo'}:test")
     assert [i.messages for i in items] == EXPECTED[:1] and report.path.endswith("[test]")
     with pytest.raises(DataError, match="test"):
-        read_jsonl_items(f"{tmp_path / 'saved_dict'}:test")  # that one has train and validation only
+        load_items(f"{tmp_path / 'saved_dict'}:test")  # that one has train and validation only
     assert parse("someone/their-dataset:validation").kind == "hub"
     assert parse("someone/their-dataset:validation").split == "validation"
     assert parse("someone/their-dataset").split is None
@@ -72,8 +72,8 @@ def test_columns_knob_maps_their_columns(tmp_path):
     pd.DataFrame([{"instruction": "Name the sauce.", "context": "Swedish meatballs", "response": "Gräddsås.",
                    "category": "qa"}]).to_parquet(tmp_path / "dolly.parquet")
     with pytest.raises(DataError, match="missing column 'output'.*map your columns"):
-        read_jsonl_items(str(tmp_path / "dolly.parquet"))
-    items, report = read_jsonl_items(str(tmp_path / "dolly.parquet"),
+        load_items(str(tmp_path / "dolly.parquet"))
+    items, report = load_items(str(tmp_path / "dolly.parquet"),
                                columns={"instruction": "instruction", "context": "input", "response": "output"})
     assert report.format == "alpaca"
     assert items[0].messages == [{"role": "user", "content": "Name the sauce.\n\nSwedish meatballs"},
@@ -85,7 +85,7 @@ def test_bad_input_in_other_file_types_names_file_row_and_column(tmp_path, name,
     path = tmp_path / file_name
     content(path) if callable(content) else path.write_bytes(content)
     with pytest.raises(DataError) as e:
-        read_jsonl_items(str(path), columns=columns)
+        load_items(str(path), columns=columns)
     message = str(e.value)
     assert str(path) in message and "\n" not in message
     for part in expect:

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from dataclasses import dataclass, field
 
 from .data import with_system
+
+
+class _LengthChosen(logging.Filter):
+    """Every generate call here passes max_new_tokens (the knob); the models Unsloth loads carry a max_length in
+    their generation config, so transformers would warn at every call, 21 times a run, about a choice made on
+    purpose. Only that message is dropped."""
+
+    def filter(self, record):
+        return not record.getMessage().startswith("Both `max_new_tokens`")
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_LengthChosen())
 
 
 @contextlib.contextmanager
@@ -45,9 +58,15 @@ def _stop_ids(tokenizer, model) -> list[int]:
 
 
 def answer_batch(model, tokenizer, questions: list[str], max_new_tokens: int = 64, system_prompt: str = "",
-                 batch_size: int = 16, progress=None) -> list[str]:
-    """Greedy single-turn answers, in batches with left padding."""
+                 batch_size: int = 16, progress=None, desc: str | None = None) -> list[str]:
+    """Greedy single-turn answers, in batches with left padding. With `desc`, a progress bar (questions
+    answered, of all, with an estimate) under that label."""
     answers: list[str] = []
+    bar = None
+    if desc:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(questions), desc=desc, unit="answer", leave=False)
     with _inference(model):
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
@@ -58,9 +77,13 @@ def answer_batch(model, tokenizer, questions: list[str], max_new_tokens: int = 6
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=_stop_ids(tokenizer, model))
             for row in out[:, width:]:
-                answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+                answers.append(tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip())
             if progress:
                 progress(len(answers), len(questions))
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return answers
 
 
@@ -86,7 +109,8 @@ class ChatSession:
 
         messages = with_system([*self.history, {"role": "user", "content": message}], self.system_prompt)
         ids = torch.tensor([_prompt_ids(self.tokenizer, messages)], device=_device(self.model))
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        clean_up_tokenization_spaces=False)
         sample = self.temperature > 0
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
                       streamer=streamer, do_sample=sample, pad_token_id=self.tokenizer.pad_token_id,

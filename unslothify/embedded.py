@@ -30,6 +30,7 @@ def fix_smollm2_tokenizer(tokenizer):
     <|im_end|>, id 2) and its decoder mixes SentencePiece steps into ByteLevel, which garbles spaces."""
     from tokenizers import decoders
 
+    tokenizer.clean_up_tokenization_spaces = False  # a WordPiece step that would strip spaces from BPE text
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.pad_token = "<|im_end|>"
     tokenizer.backend_tokenizer.decoder = decoders.ByteLevel()

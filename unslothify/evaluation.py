@@ -68,11 +68,11 @@ def score(questions: list[Question], answers: list[str]) -> dict:
 
 
 def evaluate(model, tokenizer, questions: list[Question], max_new_tokens: int = 64, system_prompt: str = "",
-             batch_size: int = 16, progress=None) -> tuple[dict, list[str]]:
+             batch_size: int = 16, progress=None, desc: str | None = None) -> tuple[dict, list[str]]:
     from .chat import answer_batch
 
     answers = answer_batch(model, tokenizer, [q.question for q in questions], max_new_tokens=max_new_tokens,
-                           system_prompt=system_prompt, batch_size=batch_size, progress=progress)
+                           system_prompt=system_prompt, batch_size=batch_size, progress=progress, desc=desc)
     return score(questions, answers), answers
 
 
@@ -81,7 +81,7 @@ def score_file(model, tokenizer, cfg, path: str | Path, label: str, progress=pri
     questions = load_questions(path)
     started = time.perf_counter()
     result, answers = evaluate(model, tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
-                               system_prompt=cfg.system_prompt)
+                               system_prompt=cfg.system_prompt, desc=f"{label}: {Path(path).name}")
     progress(f"{label}: recall {result['recall']:.3f} on {result['n']} questions from {path} "
              f"({time.perf_counter() - started:.0f} s).")
     rows = [{"question": q.question, "expected": q.expected, "kind": q.kind, "answer": a, "recalled": h}

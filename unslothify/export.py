@@ -186,8 +186,10 @@ def _write_config(base, tokenizer, folder: Path, dtype):
 # ----------------------------------------------------------------------------------------------------------
 
 def export_all(model, tokenizer, version, cfg, formats=FORMATS, gguf_type: str = "q8_0", progress=print) -> dict:
-    """The exports of one version into <run>/exports/, each verified; returns their paths and checks."""
-    from .gguf import export_gguf, find_converter, verify_gguf
+    """The exports of one version into <run>/exports/, each verified; returns their paths and checks. A format
+    that cannot be made is skipped with what fixes it (results["skipped"]: {format: message}); the others are
+    made and kept. A merged model that fails its check is no export, and nothing is made from it."""
+    from .gguf import find_converter
     from .runs import Run
 
     formats = list(formats or FORMATS)
@@ -195,9 +197,14 @@ def export_all(model, tokenizer, version, cfg, formats=FORMATS, gguf_type: str =
     if unknown:
         raise ExportError(f"Unknown export format(s) {unknown}; use {', '.join(FORMATS)}.")
     out = Run(cfg.output_dir).exports
-    results: dict = {}
+    results: dict = {"skipped": {}}
     if "gguf" in formats:
-        find_converter()  # fail before a long merge when the GGUF tool is missing
+        try:
+            find_converter()  # said before a long merge, not after it
+        except ExportError as e:
+            results["skipped"]["gguf"] = str(e)
+            progress(f"Skipping GGUF: {e}")
+            formats.remove("gguf")
     if "adapter" in formats:
         results["adapter"] = export_adapter(version.path, out / "adapter")
         progress(f"Adapter {version.name} -> {results['adapter']}")
@@ -205,18 +212,34 @@ def export_all(model, tokenizer, version, cfg, formats=FORMATS, gguf_type: str =
         results["merged"], results["merge_check"] = export_merged(model, tokenizer, out / "merged", progress=progress,
                                                                   version=version)
     if "gguf" in formats:
-        gguf = export_gguf(results["merged"], out / f"{version.name}.{gguf_type.upper()}.gguf", gguf_type, progress,
-                           system_prompt=cfg.system_prompt)
-        check = verify_gguf(gguf, results["merged"], tokenizer)
-        progress(f"GGUF {gguf}: {check.summary()}.")
-        results["gguf"], results["gguf_check"] = gguf, check
-        write_card(results["merged"], card_info(version.path.parent, version.name, results["merge_check"].as_dict(),
-                                                gguf=gguf.name), "merged", str(results["merged"]))
+        _export_gguf(results, tokenizer, version, cfg, out, gguf_type, progress)
     atomic_write_json(out / "exports.json", {
         "version": version.name,
         **{k: str(v) for k, v in results.items() if k in FORMATS},
         **({"modelfile": str(results["gguf"].parent / "Modelfile")} if "gguf" in results else {}),
         **({"merge_check": results["merge_check"].as_dict()} if "merge_check" in results else {}),
         **({"gguf_check": results["gguf_check"].as_dict()} if "gguf_check" in results else {}),
+        "skipped": results["skipped"],
     })
+    if results["skipped"]:
+        made = ", ".join(k for k in FORMATS if k in results) or "nothing"
+        progress(f"Made {made}; skipped {', '.join(results['skipped'])} (the reason and the fix are above).")
     return results
+
+
+def _export_gguf(results: dict, tokenizer, version, cfg, out: Path, gguf_type: str, progress):
+    """GGUF from the merged export, read back and checked; a failure skips it and keeps the merged model."""
+    from .gguf import export_gguf, verify_gguf
+
+    try:
+        gguf = export_gguf(results["merged"], out / f"{version.name}.{gguf_type.upper()}.gguf", gguf_type, progress,
+                           system_prompt=cfg.system_prompt)
+    except ExportError as e:
+        results["skipped"]["gguf"] = str(e)
+        progress(f"Skipping GGUF: {e}")
+        return
+    check = verify_gguf(gguf, results["merged"], tokenizer)
+    progress(f"GGUF {gguf}: {check.summary()}.")
+    results["gguf"], results["gguf_check"] = gguf, check
+    write_card(results["merged"], card_info(version.path.parent, version.name, results["merge_check"].as_dict(),
+                                            gguf=gguf.name), "merged", str(results["merged"]))

@@ -150,7 +150,8 @@ def verify_gguf(gguf_file: str | Path, merged_dir: str | Path, tokenizer, prompt
     ids = sample_prompt_ids(tokenizer, prompts)
     merged = plain_transformers_outputs(merged_dir, ids)
     from_gguf = plain_transformers_outputs(gguf_file.parent, ids, gguf_file=gguf_file.name)
-    decode = lambda xs: [tokenizer.decode(x, skip_special_tokens=True).strip() for x in xs]  # noqa: E731
+    decode = lambda xs: [tokenizer.decode(x, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()  # noqa: E731
+                         for x in xs]
     a_merged, a_gguf = decode(merged["greedy"]), decode(from_gguf["greedy"])
     same = sum(same_until_eos(x, y) for x, y in zip(merged["greedy"], from_gguf["greedy"]))
     logits = compare(merged, from_gguf, tolerance=1.0)

@@ -61,7 +61,14 @@ def load_tokenizer(cfg: "Config", progress=print):
 
 
 def import_unsloth():
-    """Unsloth patches transformers, TRL and PEFT on import, so it must come before them."""
+    """Unsloth patches transformers, TRL and PEFT on import, so it must come before them. Two warnings its
+    import raises tell a user nothing, and are silenced here, where they start: torch's pytree deprecation
+    notices about Enum registrations made inside torchao, and bitsandbytes' note that its optional CPU 4-bit
+    kernels package is missing (4-bit runs on GPUs only here; the CPU trains in 16 bits)."""
+    import logging
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     import unsloth  # noqa: F401
 
 

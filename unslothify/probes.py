@@ -227,13 +227,13 @@ def read_probes(path: Path) -> list[Question]:
 # Retention probes, filtered for the model in use
 # ----------------------------------------------------------------------------------------------------------
 
-def _answer(model, tokenizer, questions: list[Question], cfg) -> list[str]:
+def _answer(model, tokenizer, questions: list[Question], cfg, desc: str | None = None) -> list[str]:
     from .chat import answer_batch
     from .device import has_cuda
 
     return answer_batch(model, tokenizer, [q.question for q in questions],
                         max_new_tokens=min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
-                        system_prompt=cfg.system_prompt, batch_size=64 if has_cuda() else 16)
+                        system_prompt=cfg.system_prompt, batch_size=64 if has_cuda() else 16, desc=desc)
 
 
 def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> list[Question]:
@@ -261,7 +261,7 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
     base = getattr(model, "disable_adapter", contextlib.nullcontext)  # a trained adapter is switched off
     for _ in range(4):
         with _generating(model), base():
-            answers = _answer(model, tokenizer, kept, cfg)
+            answers = _answer(model, tokenizer, kept, cfg, desc="Retention probes")
         right = [q for q, a in zip(kept, answers) if is_recalled(a, q.expected)]
         stable = len(right) == len(kept)
         kept = right[:RETENTION_PROBES] if len(right) > RETENTION_PROBES else right

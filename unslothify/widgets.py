@@ -288,34 +288,57 @@ class ConfigPanel:
         display(self.box)
 
 
-class ChatBox:
-    """A chat box: input, send, clear, multi-turn history, temperature / top_p / max_new_tokens."""
+def _chat_input_class():
+    """The input row as an anywidget (its own browser code, chat_input.js): the text goes to the kernel in
+    the message that submits it."""
+    import anywidget
+    import traitlets
 
-    def __init__(self, session):
+    here = Path(__file__).parent
+
+    class ChatInput(anywidget.AnyWidget):
+        _esm = here / "chat_input.js"
+        _css = here / "chat_input.css"
+        placeholder = traitlets.Unicode("Ask a question ...").tag(sync=True)
+
+    return ChatInput
+
+
+class ChatBox:
+    """A chat box: input, send, clear, multi-turn history, temperature / top_p / max_new_tokens. A question
+    asked while cells run waits, said so under the box, and is answered when they finish, word for word as
+    typed."""
+
+    def __init__(self, session, placeholder: str = "Ask about Swedish meatballs ..."):
         import ipywidgets as w
 
         self.session = session
         self.log = w.HTML(layout=w.Layout(width="760px", min_height="120px", border="1px solid #ddd", padding="6px"))
-        self.input = w.Text(placeholder="Ask about Swedish meatballs ...", layout=w.Layout(width="560px"))
-        self.send_button = w.Button(description="Send", button_style="primary", icon="paper-plane")
-        self.clear_button = w.Button(description="Clear", icon="trash")
+        self.input = _chat_input_class()(placeholder=placeholder)
+        self.input.on_msg(self._on_message)
+        style = {"description_width": "100px"}  # room for "temperature"
         self.temperature = w.FloatSlider(value=session.temperature, min=0.0, max=1.5, step=0.05,
-                                         description="temperature")
-        self.top_p = w.FloatSlider(value=session.top_p, min=0.1, max=1.0, step=0.05, description="top_p")
+                                         description="temperature", style=style)
+        self.top_p = w.FloatSlider(value=session.top_p, min=0.1, max=1.0, step=0.05, description="top_p",
+                                   style=style)
         self.max_new_tokens = w.IntSlider(value=session.max_new_tokens, min=16, max=1024, step=16,
-                                          description="max tokens")
-        self.send_button.on_click(lambda _: self.send())
-        self.input.on_submit(lambda _: self.send())
-        self.clear_button.on_click(lambda _: self.clear())
-        self.box = w.VBox([self.log, w.HBox([self.input, self.send_button, self.clear_button]),
-                           w.HBox([self.temperature, self.top_p, self.max_new_tokens])])
+                                          description="max tokens", style=style)
+        self.box = w.VBox([self.log, self.input, w.HBox([self.temperature, self.top_p, self.max_new_tokens])])
         self._render()
 
-    def send(self, message: str | None = None) -> str:
-        message = (message if message is not None else self.input.value).strip()
+    def _on_message(self, _widget, content, _buffers):
+        """What the input row sends: {'type': 'ask', 'text', 'n'} or {'type': 'clear'}."""
+        if content.get("type") == "ask":
+            self.input.send({"type": "ack", "n": content.get("n", 0)})  # the row stops saying it is queued
+            self.send(content.get("text", ""))
+        elif content.get("type") == "clear":
+            self.clear()
+
+    def send(self, message: str) -> str:
+        """Ask one question (as typed) and stream the reply into the log; returns the reply."""
+        message = (message or "").strip()
         if not message:
             return ""
-        self.input.value = ""
         self.session.temperature = self.temperature.value
         self.session.top_p = self.top_p.value
         self.session.max_new_tokens = self.max_new_tokens.value

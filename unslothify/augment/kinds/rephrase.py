@@ -40,7 +40,7 @@ def model_rephrasings(model, tokenizer, questions: list[str], k: int, max_new_to
     styles = REPHRASE_STYLES * ((k + len(REPHRASE_STYLES) - 1) // len(REPHRASE_STYLES))
     prompts = [s.format(q=q) for q in questions for s in styles]
     outs = answer_batch(model, tokenizer, prompts, max_new_tokens=max_new_tokens, system_prompt=REPHRASE_SYSTEM,
-                        batch_size=16)
+                        batch_size=16, desc="Rewording questions")
     n = len(styles)
     return [[_clean_generated_question(o) for o in outs[i * n:(i + 1) * n]] for i in range(len(questions))]
 

@@ -82,7 +82,7 @@ def run(ctx) -> None:
     model, tokenizer, description = ctx.generator("model")
     ctx.progress(f"Replay: {description} answers {len(usable)} general prompts before training ...")
     outs = answer_batch(model, tokenizer, [p for _, p in usable], max_new_tokens=cfg.max_new_tokens,
-                        system_prompt=cfg.system_prompt, batch_size=16)
+                        system_prompt=cfg.system_prompt, batch_size=16, desc="Replay answers")
     for (number, p), out in zip(usable, outs):
         answer = complete_sentences(out)
         if not answer or not WORD.search(answer):
