@@ -40,7 +40,7 @@ project_dir = os.path.abspath(found[0])
 sys.path.insert(0, project_dir)
 from unslothify.runtime import setup
 
-setup(project_dir)"""
+runtime = setup(project_dir)"""
 
 
 def md(text):
@@ -90,7 +90,7 @@ NOTEBOOKS = {
         code("print(gpu.describe_fit(cfg, report))"),
         md("The report is kept in the run folder so later notebooks and bug reports can refer to it."),
         code("from unslothify.fsutil import atomic_write_json\n\n"
-             "atomic_write_json(f\"{cfg.output_dir}/gpu_check.json\", report)"),
+             "print(\"Kept in\", atomic_write_json(f\"{cfg.output_dir}/gpu_check.json\", report))"),
     ],
     "01_prepare_data.ipynb": [
         header("data.svg", "1 · Prepare the data",
@@ -142,12 +142,12 @@ NOTEBOOKS = {
         md("**Train.** Each run of this cell trains `more_epochs` more (the first run: `num_train_epochs`), "
            "continuing from the current weights, extending the same loss history, and saving a new version. "
            "Re-run it to train more. It says so when retention falls under 90 % or recall stalls while training "
-           "loss falls (objective skill: when validation loss turns up while training loss falls)."),
-        code("version = ft.train(panel.config, more_epochs)"),
-        md("All versions with their metrics. `*` marks the best: the highest recall among the versions that keep "
-           "retention at 90 % or more (objective skill: the lowest validation loss). Re-run this cell after each "
-           "training run."),
-        code("from unslothify.notebook import versions\n\nversions(cfg.output_dir)"),
+           "loss falls (objective skill: when validation loss rises at two evaluations in a row while training loss "
+           "falls). Under the curves it lists every version with its metrics; `*` marks the best: the highest "
+           "recall among the versions that keep retention at 90 % or more (objective skill: the lowest "
+           "validation loss)."),
+        code("from unslothify.notebook import versions\n\nversion = ft.train(panel.config, more_epochs)\n"
+             "versions(cfg.output_dir)"),
     ],
     "03_merge_export_chat.ipynb": [
         header("chat.svg", "3 · Chat, compare, export",
@@ -165,8 +165,10 @@ NOTEBOOKS = {
              "model, tokenizer, description = load_for_inference(str(chosen.path), cfg)\nprint(description)"),
         md("A streaming reply, printed as it is generated."),
         code("from unslothify.chat import ChatSession, print_stream\n\n"
-             "session = ChatSession(model, tokenizer, cfg.system_prompt)\nprint_stream(session, first_message)"),
-        md("A chat box: multi-turn, with sampling controls. Clear starts over."),
+             "session = ChatSession(model, tokenizer, cfg.system_prompt, max_new_tokens=cfg.max_new_tokens)\n"
+             "reply = print_stream(session, first_message)"),
+        md("A chat box: multi-turn, with sampling controls; Clear starts over. A question asked while other cells "
+           "are still running says it is queued, and is answered when they finish."),
         code("from unslothify.widgets import ChatBox\n\nChatBox(session)"),
         md("Base against tuned on the held-out questions of `eval_questions` (greedy decoding; an answer counts "
            "when it contains an expected keyword as a whole word). This file only scores: nothing in training "

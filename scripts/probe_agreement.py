@@ -30,33 +30,43 @@ sys.path.insert(0, str(ROOT))
 SETS = {
     "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
     "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
+    # made by scripts/make_invented_set.py: --seed 11 to tune on (with reverse questions), --seed 22 to confirm
+    "invented-b": (ROOT / "examples" / "invented-b" / "train.jsonl",
+                   ROOT / "examples" / "invented-b" / "questions.jsonl"),
+    "confirm": (ROOT / "examples" / "confirm" / "train.jsonl", ROOT / "examples" / "confirm" / "questions.jsonl"),
 }
 RESULTS = ROOT / "docs" / "measurements" / "probe-agreement.jsonl"
 DOC = ROOT / "docs" / "probes.md"
 PLOT = ROOT / "docs" / "probe_agreement.png"
 
 
-def cmd_measure(args):
+def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_epoch: int, model: str = "embedded",
+                keep_checkpoints: str | None = None, progress=print) -> dict:
+    """One training run as `run` trains it (prepare, load, augment, train), scoring the held-out questions at
+    every evaluation beside the probes, and at the end the retention set (eval/general.jsonl) for base and
+    tuned. Returns one row: the points, the final scores, the times."""
     from unslothify.augment import augment
     from unslothify.config import load_config
     from unslothify.device import has_cuda, machine
-    from unslothify.evaluation import evaluate, load_questions
+    from unslothify.evaluation import base_vs_tuned, evaluate, load_questions
+    from unslothify.probes import _generating
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
-    data, questions_path = SETS[args.set]
+    data, questions_path = SETS[set_name]
     questions = load_questions(questions_path)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
         copy = Path(td) / data.name
         shutil.copy2(data, copy)  # the augmented file is written beside the data
-        cfg = load_config(None, model=args.model, data=str(copy), eval_questions=str(questions_path),
-                          output_dir=str(Path(td) / "run"), seed=args.seed, num_train_epochs=args.epochs,
-                          evals_per_epoch=args.evals_per_epoch, max_train_minutes=0, **json.loads(args.knobs))
-        started = time.perf_counter()
-        prepared = prepare(cfg, plot=False)
-        ft = FineTune.start(cfg)
+        cfg = load_config(None, model=model, data=str(copy), eval_questions=str(questions_path),
+                          output_dir=str(Path(td) / "run"), seed=seed, num_train_epochs=epochs,
+                          evals_per_epoch=evals_per_epoch, max_train_minutes=0, **knobs)
+        prepared = prepare(cfg, plot=False, progress=progress)
+        ft = FineTune.start(cfg, progress=progress)
         if cfg.augment.enabled:
-            augment(cfg, prepared, print, ft.model, ft.tokenizer)
+            augment(cfg, prepared, progress, ft.model, ft.tokenizer)
+        setup_seconds = time.perf_counter() - started
         heldout: list[dict] = []
         probe_for = ft.probe_for
 
@@ -65,32 +75,41 @@ def cmd_measure(args):
 
             def both(model):
                 out = probe(model)
-                if args.keep_checkpoints:  # the adapter at this point, for `families`
-                    model.save_pretrained(Path(args.keep_checkpoints) / f"point-{len(heldout):03d}")
-                t0 = time.perf_counter()
-                from unslothify.probes import _generating
-
+                if keep_checkpoints:  # the adapter at this point, for `families`
+                    model.save_pretrained(Path(keep_checkpoints) / f"point-{len(heldout):03d}")
                 with _generating(model):
                     score, _ = evaluate(model, ft.tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
                                         system_prompt=cfg.system_prompt)
-                heldout.append({"heldout_recall": score["recall"], "heldout_seconds": round(time.perf_counter() - t0, 1),
+                heldout.append({"heldout_recall": score["recall"],
                                 **{k: v for k, v in score.items() if k.endswith("_recall") and k != "recall"}})
                 return out
             return both
 
         ft.probe_for = with_heldout
         version = ft.train()
+        from unslothify.models import for_inference
+
+        for_inference(ft.model)
+        summary, _ = base_vs_tuned(ft.model, ft.tokenizer, cfg, lambda *_: None, version.name)
         points = [h for h in version.history() if "probe_recall" in h]
         assert len(points) == len(heldout), (len(points), len(heldout))
-        row = {"set": args.set, "seed": args.seed, "model": cfg.model, "machine": machine(), "gpu": has_cuda(),
-               "epochs": args.epochs, "evals_per_epoch": args.evals_per_epoch, "knobs": json.loads(args.knobs),
-               "probes": len(prepared.probes), "heldout_questions": len(questions),
-               "seconds": round(time.perf_counter() - started, 1), "train_seconds": version.manifest["train_seconds"],
-               "probe_seconds": version.manifest["probe_seconds"],
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "points": [{"epoch": p["epoch"], "step": p["step"], "probe_recall": p["probe_recall"],
-                           "probe_retention": p.get("probe_retention"), "eval_loss": p.get("eval_loss"), **h}
-                          for p, h in zip(points, heldout)]}
+        return {"set": set_name, "seed": seed, "model": cfg.model, "machine": machine(), "gpu": has_cuda(),
+                "epochs": epochs, "evals_per_epoch": evals_per_epoch, "knobs": knobs,
+                "probes": len(prepared.probes), "heldout_questions": len(questions),
+                "train_items": version.manifest["train_items"], "seconds": round(time.perf_counter() - started, 1),
+                "setup_seconds": round(setup_seconds, 1), "train_seconds": version.manifest["train_seconds"],
+                "probe_seconds": version.manifest["probe_seconds"], "final": summary,
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "points": [{"epoch": p["epoch"], "step": p["step"], "probe_recall": p["probe_recall"],
+                            "probe_retention": p.get("probe_retention"), "eval_loss": p.get("eval_loss"), **h}
+                           for p, h in zip(points, heldout)]}
+
+
+def cmd_measure(args):
+    row = measure_run(args.set, json.loads(args.knobs), args.seed, args.epochs, args.evals_per_epoch, args.model,
+                      args.keep_checkpoints)
+    if args.lever:
+        row["lever"] = args.lever
     out = Path(args.out or RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as f:
@@ -315,6 +334,7 @@ def main():
     m.add_argument("--knobs", default="{}", help="more config knobs as JSON, e.g. '{\"learning_rate\": 1e-3}'")
     m.add_argument("--out", default=None)
     m.add_argument("--keep-checkpoints", default=None, help="save the adapter at every evaluation point here")
+    m.add_argument("--lever", default=None, help="a name for these knobs in the results (scripts/levers.py)")
     f = sub.add_parser("families", help="score candidate probe families on the adapters saved by measure")
     f.add_argument("--set", choices=sorted(SETS), default="invented")
     f.add_argument("--checkpoints", required=True)

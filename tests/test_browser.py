@@ -192,7 +192,7 @@ def lab(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     skip = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.egg-info")
-    for folder in ("notebooks", "icons", "unslothify"):
+    for folder in ("notebooks", "icons", "unslothify", "recipes", "eval"):
         shutil.copytree(ROOT / folder, project / folder, ignore=skip)
     for name in ("config.yaml", "pyproject.toml", "requirements.lock", "requirements-hosted.txt",
                  "requirements-nodeps.txt"):
@@ -483,3 +483,112 @@ def test_knob_panel_in_jupyterlab(lab, page, tmp_path):
     # the panel wrote only where it was told: not the (copied) project's config.yaml, nothing in the repository
     assert (project / "config.yaml").read_bytes() == repo_files[ROOT / "config.yaml"]
     assert all(path.read_bytes() == data for path, data in repo_files.items())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The journey a new user takes: Run All in notebooks 00 to 03, a slider moved and training re-run, the chat box
+# used while cells run and when they are done, the exports. Short settings in the copy's config.yaml.
+# ---------------------------------------------------------------------------------------------------------------
+
+JOURNEY_CONFIG = {
+    "model": "embedded", "data": "small.jsonl", "eval_questions": "small_questions.jsonl",
+    "general_questions": "small_general.jsonl", "output_dir": "runs/journey", "num_train_epochs": 0.5,
+    "probes": 8, "max_new_tokens": 24,
+    "augment": {"rephrasings": 1, "statements": False, "reverse": False, "replay": 4},
+}
+QUESTION = "Who keeps the lighthouse on Varnholm island, and since when?"
+
+
+def _journey_project(project: Path):
+    from conftest import INVENTED
+
+    lines = (INVENTED / "train.jsonl").read_text().splitlines(keepends=True)[:24]
+    (project / "small.jsonl").write_text("".join(lines))
+    questions = (INVENTED / "questions.jsonl").read_text().splitlines(keepends=True)[:8]
+    (project / "small_questions.jsonl").write_text("".join(questions))
+    general = (ROOT / "eval" / "general.jsonl").read_text().splitlines(keepends=True)[:8]
+    (project / "small_general.jsonl").write_text("".join(general))
+    (project / "config.yaml").write_text(yaml.safe_dump(JOURNEY_CONFIG, sort_keys=False))
+
+
+def _open(page, base, token, name):
+    page.goto(f"{base}/lab/tree/notebooks/{name}?token={token}", wait_until="domcontentloaded",
+              timeout=STARTUP_S * 1000)
+    _cells(page).first.wait_for(timeout=STARTUP_S * 1000)
+    _wait_kernel_idle(page)
+
+
+def _run_all(page):
+    _select_cell(page, 0)
+    _run_menu(page, "Run", "Run All Cells")
+
+
+def _output(page, index: int):
+    return _cells(page).nth(index).locator(".jp-OutputArea")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                    reason=f"{CHROMIUM} is missing: install Debian's chromium (make test does, as root)")
+def test_notebook_journey_in_jupyterlab(lab, page, tmp_path):
+    base, token, project = lab
+    _journey_project(project)
+    run = project / "runs" / "journey"
+
+    _open(page, base, token, "00_gpu_check.ipynb")
+    _run_all(page)
+    _wait_for(page, _output(page, 14).get_by_text("Kept in"), KERNEL_S)
+    assert "Recipe: smollm2-cpu" in _output(page, 10).text_content()
+    assert "PosixPath" not in _output(page, 14).text_content() and "'installed'" not in _output(page, 4).text_content()
+
+    _open(page, base, token, "01_prepare_data.ipynb")
+    _run_all(page)
+    _wait_for(page, _output(page, 14).locator("table"), KERNEL_S)
+    assert _output(page, 10).locator("img").count() == 1, "the length plot, once, where the text says"
+    assert _output(page, 8).locator("img").count() == 0
+    text = "".join(_output(page, i).text_content() for i in range(15))
+    for noise in ("_pytree", "gemm_4bit_forward", "clean_up_tokenization_spaces"):
+        assert noise not in text, noise
+
+    _open(page, base, token, "02_train.ipynb")
+    _run_all(page)
+    train = _output(page, 15)
+    _wait_for(page, train.get_by_text(re.compile("Saved v001")), 2 * KERNEL_S)
+    assert train.locator("img").count() >= 1, "the live plot under the training cell"
+    assert "Num Tokens" not in train.text_content() and "No log" not in train.text_content()
+    _wait_text(train, r"v001")  # the versions table, under the curves
+    # one slider moved (the epochs, typed into its readout), then the training cell run again
+    _type_readout(page, "num_train_epochs", "1")
+    _wait_text(_readout(page, "num_train_epochs"), r"^\s*1(\.0)?\s*$")
+    _select_cell(page, 15)
+    page.keyboard.press("Shift+Enter")
+    _wait_for(page, train.get_by_text(re.compile("Saved v002")), 2 * KERNEL_S)
+    _wait_text(train, r"v002")
+    manifest = json.loads((run / "v002" / "manifest.json").read_text())
+    assert manifest["config"]["num_train_epochs"] == 1.0 and manifest["parent"] == "v001"
+
+    _open(page, base, token, "03_merge_export_chat.ipynb")
+    _run_all(page)
+    box = page.locator(".unslothify-chat-input .chat-text")
+    _wait_for(page, box, KERNEL_S)
+    # the kernel is still busy with the cells below the box (scoring, exports): ask now
+    box.click()
+    page.keyboard.type(QUESTION)
+    page.keyboard.press("Enter")
+    note = page.locator(".unslothify-chat-input .chat-note")
+    _wait_text(note, r"Queued", UI_S)
+    assert box.input_value() == "", "the field is free for the next question at once"
+    log = _output(page, 12)
+    _wait_text(log, re.escape(f"You: {QUESTION}"), 3 * KERNEL_S)
+    _wait_text(log, r"Model: \S", UI_S)
+    _wait_kernel_idle(page, 3 * KERNEL_S)
+    assert note.text_content().strip() == ""
+    # idle: asked and answered, no queue note
+    box.click()
+    page.keyboard.type("Thanks! And the mayor of Tindleford?")
+    page.keyboard.press("Enter")
+    _wait_text(log, re.escape("You: Thanks! And the mayor of Tindleford?"), UI_S)
+    assert log.text_content().count("You:") == 2
+    exports = json.loads((run / "exports" / "exports.json").read_text())
+    assert (Path(exports["merged"]) / "model.safetensors").exists() and Path(exports["gguf"]).exists()

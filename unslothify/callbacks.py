@@ -148,7 +148,8 @@ def time_cap_callback(session, minutes: float):
                 control.should_training_stop = True
                 session.stopped_at_cap = True
                 session.progress(f"Stopped at the max_train_minutes = {minutes:g} cap: step {state.global_step} of "
-                                 f"{state.max_steps} (set it higher, or 0 for no cap).")
+                                 f"{state.max_steps} (raise it on the panel, in config.yaml or with "
+                                 f"--max-train-minutes; 0 for no cap).")
 
     return TimeCap()
 
@@ -165,9 +166,12 @@ def evaluation_line(epoch: float, step: int, logs: dict) -> str:
 
 
 def use_compact_progress(trainer, session):
-    """Trainer's terminal progress bar, printing one short line per validation instead of a dict per step,
-    on the session's cumulative epoch and step axis (in a notebook, Trainer's own per-step table stays)."""
+    """One progress bar with an estimate (a widget in a notebook, a line in a terminal) and one short line per
+    evaluation, on the session's cumulative epoch and step axis, in place of Trainer's own: a dict per step in a
+    terminal, and in a notebook a per-step table ("Training Loss: No log", TRL's "Num Tokens") that repeats
+    what the live plot shows."""
     from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
 
     step0, epoch0 = session.cumulative_steps, session.cumulative_epochs
 
@@ -176,5 +180,6 @@ def use_compact_progress(trainer, session):
             if state.is_world_process_zero and self.training_bar is not None and logs and "eval_loss" in logs:
                 self.training_bar.write(evaluation_line(epoch0 + (state.epoch or 0), step0 + state.global_step, logs))
 
-    if trainer.pop_callback(ProgressCallback) is not None:
+    had = [trainer.pop_callback(ProgressCallback), trainer.pop_callback(NotebookProgressCallback)]
+    if any(c is not None for c in had):
         trainer.add_callback(CompactProgress)

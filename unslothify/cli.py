@@ -133,11 +133,11 @@ def main(argv=None) -> int:
         return 130
     except Exception as e:
         from .data import DataError
-        from .errors import ExportError
+        from .errors import ExportError, SetupError
 
         from .errors import OutOfMemory
 
-        if isinstance(e, (DataError, ExportError, FileNotFoundError)):
+        if isinstance(e, (DataError, ExportError, SetupError, FileNotFoundError)):
             print(f"Error: {e}", file=sys.stderr)
             return 2
         if isinstance(e, OutOfMemory):

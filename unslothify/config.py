@@ -42,6 +42,9 @@ class Config:
                        "by model and device (said when loading), or a recipe's name or YAML path, or 'none'. "
                        "config.yaml and flags override it.", group="model")
     load_in_4bit: bool = knob(True, "Load the base in 4-bit (QLoRA). Ignored on CPU.", group="model")
+    gpu_memory_gib: float = knob(0.0, "GPU memory a run may take, in GiB, in every process it starts (0: the whole "
+                                 "card). For a shared card, or to rehearse a smaller one: 15 is a free Colab T4.",
+                                 0.0, 4096, step=0.5, group="model")
     max_seq_length: int = knob(512, "Longest tokenised item; longer items are skipped or rejected.", 32, 32768,
                                overfit="no direct effect; lower saves memory", step=32, group="model", panel=True)
     # --- data ---
@@ -101,8 +104,9 @@ class Config:
                                   overfit="decaying schedules settle; constant keeps pushing", panel=True)
     num_train_epochs: float = knob(3.0, "Passes over the training data per training call.", 0.1, 1000, step=0.5,
                                    overfit="more epochs raise overfitting: watch validation loss", panel=True)
-    max_train_minutes: float = knob(0.0, "Cap on a training call's time (0: no cap): a call stops at it, and `run` "
-                                    "times this machine first and plans the epochs that fit.", 0.0, 10000, step=1)
+    max_train_minutes: float = knob(0.0, "Cap on a training call's time (0: no cap): each call times this machine "
+                                    "first, plans the epochs that fit, and stops at the cap if it runs long. The "
+                                    "notebooks set none unless you do.", 0.0, 10000, step=1, panel=True)
     seed: int = knob(3407, "Seed for the split, LoRA init and data order.", 0, 2**31 - 1, step=1)
     packing: bool = knob(True, "Padding-free packing of whole items into rows of max_seq_length tokens, "
                          "per_device_train_batch_size rows per step (GPU only; ~15x faster per epoch than padding "

@@ -9,6 +9,42 @@ import resource
 from pathlib import Path
 
 
+# The GPU memory every process of a run may take, in GiB (a knob, gpu_memory_gib, sets it for the processes a
+# run starts; set it yourself on a shared card). Applied with torch's per-process fraction before anything is
+# allocated, so a 40 GB card can rehearse a 15 GB one.
+MEMORY_CAP_ENV = "UNSLOTHIFY_GPU_MEMORY_GIB"
+
+
+def memory_cap_gib() -> float | None:
+    value = os.environ.get(MEMORY_CAP_ENV, "").strip()
+    return float(value) if value and float(value) > 0 else None
+
+
+def apply_memory_cap(gib: float | None = None) -> float | None:
+    """Cap this process's GPU memory at `gib` (default: $UNSLOTHIFY_GPU_MEMORY_GIB); returns the cap, or None.
+    Child processes inherit the variable: a run's checks honour the cap too (each takes what is left)."""
+    gib = gib if gib is not None else memory_cap_gib()
+    if not gib or not has_cuda():
+        return None
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gib / total))
+    return gib
+
+
+def gpu_memory_left_gib() -> float | None:
+    """What another process may still take on this GPU: the driver's free memory, and under a cap, the cap less
+    what this process holds. None without a GPU."""
+    if not has_cuda():
+        return None
+    import torch
+
+    free = torch.cuda.mem_get_info()[0] / 2**30
+    cap = memory_cap_gib()
+    return min(free, cap - torch.cuda.memory_reserved() / 2**30) if cap else free
+
+
 def has_cuda() -> bool:
     import torch
 

@@ -26,3 +26,8 @@ class OutOfMemory(RuntimeError):
             f"now {cfg.gradient_accumulation_steps}, to keep the effective batch), lower max_seq_length (now "
             f"{cfg.max_seq_length}), load the base in 4-bit (load_in_4bit, now {cfg.load_in_4bit}) and keep "
             f"gradient_checkpointing on (now {cfg.gradient_checkpointing}). [{first}]")
+
+
+class StepMissing(FileNotFoundError):
+    """An earlier step has not run yet (nothing prepared, no version trained); the message names the notebook
+    and the command that runs it."""

@@ -96,36 +96,47 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     }
 
 
-def describe_plan(cfg, stages: dict, items: int, model_name: str) -> str:
-    total = sum(v for k, v in stages.items() if k != "steps")
+def describe_plan(cfg, stages: dict, items: int, model_name: str, elapsed: float = 0.0) -> str:
+    total = elapsed + sum(v for k, v in stages.items() if k != "steps")
     parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items() if k != "steps" and v)
-    return (f"Expected time: about {total / 60:.0f} min on {machine()} ({parts}): {model_name}, {items} training "
+    done = f"{elapsed / 60:.1f} min so far, then " if elapsed else ""
+    return (f"Expected time: about {total / 60:.0f} min all told on {machine()} ({done}{parts}): {model_name}, "
+            f"{items} training "
             f"items, {stages['steps']} steps of {cfg.per_device_train_batch_size} "
             f"{'packed rows' if cfg.packing and has_cuda() else 'items'} over {cfg.num_train_epochs:g} epochs. "
             f"Measured just now on this machine; the progress bar below keeps the estimate current.")
 
 
-def fit_time(ft, cfg, export: bool, progress=print):
-    """Say what the rest of the run will take, timed on this machine (a forward and backward pass and a
-    generation step over the training rows as they will be trained), and, where max_train_minutes caps the
-    training, the config with the epochs that fit."""
-    from .config import replace
+def stage_counts(cfg, data, export: bool) -> dict:
+    """The counts plan() sizes the stages by, for a training call on `data` (training.TrainingData)."""
     from .evaluation import load_questions
 
-    data = ft.training_data(cfg)  # tokenised once: the training call reuses them
-    prepared, rows = data.prepared, data.train["input_ids"]
-    timing = measure(ft.model, ft.tokenizer, rows, cfg.per_device_train_batch_size)
     general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
-    probes = len(prepared.probes) + RETENTION_PROBES if prepared.objective == "knowledge" else 0
-    counts = ([len(r) for r in rows], len(load_questions(cfg.eval_questions)), general, export, probes)
-    stages = plan(cfg, timing, *counts)
-    budget = 0.9 * 60 * cfg.max_train_minutes  # planned within the cap; the training call stops at the cap itself
-    in_call = stages["training"] + stages["probes"]  # the cap counts the evaluations inside the call too
-    if budget and in_call > budget:
-        epochs = max(0.1, int(10 * cfg.num_train_epochs * budget / in_call) / 10)
-        progress(f"Training {epochs:g} of num_train_epochs = {cfg.num_train_epochs:g} epochs: that many fit the "
-                 f"max_train_minutes = {cfg.max_train_minutes:g} cap on this machine (set it to 0 for no cap).")
-        cfg = replace(cfg, num_train_epochs=epochs)
-        stages = plan(cfg, timing, *counts)
-    progress(describe_plan(cfg, stages, len(rows), ft.model_path))
-    return cfg
+    prepared = data.prepared
+    return {"train_lengths": [len(r) for r in data.train["input_ids"]],
+            "eval_questions": len(load_questions(cfg.eval_questions)), "general_questions": general,
+            "export": export, "probes": len(prepared.probes) + RETENTION_PROBES if prepared.objective == "knowledge" else 0}
+
+
+def epochs_within_cap(cfg, timing: dict, counts: dict) -> float | None:
+    """The epochs of cfg.num_train_epochs that fit max_train_minutes on this machine (planned at 90 % of the
+    cap, which counts the evaluations inside the call too), or None when they all fit or there is no cap."""
+    budget = 0.9 * 60 * cfg.max_train_minutes
+    stages = plan(cfg, timing, **counts)
+    in_call = stages["training"] + stages["probes"]
+    if not budget or in_call <= budget:
+        return None
+    return max(0.1, int(10 * cfg.num_train_epochs * budget / in_call) / 10)
+
+
+def fit_time(ft, cfg, export: bool, progress=print, elapsed: float = 0.0):
+    """Say what the rest of the run will take, timed on this machine (a forward and backward pass and a
+    generation step over the training rows as they will be trained): the stages left, after `elapsed` seconds
+    already spent (loading, preparing, augmenting), with the epochs the time cap leaves."""
+    data = ft.training_data(cfg)  # tokenised once: the training call reuses them
+    timing = ft.timing(cfg)
+    counts = stage_counts(cfg, data, export)
+    planned = ft.within_cap(cfg, say=False)
+    stages = plan(planned, timing, **counts)
+    progress(describe_plan(planned, stages, len(counts["train_lengths"]), ft.model_path, elapsed))
+    return planned

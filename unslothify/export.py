@@ -238,7 +238,7 @@ def _export_gguf(results: dict, tokenizer, version, cfg, out: Path, gguf_type: s
         results["skipped"]["gguf"] = str(e)
         progress(f"Skipping GGUF: {e}")
         return
-    check = verify_gguf(gguf, results["merged"], tokenizer)
+    check = verify_gguf(gguf, results["merged"], tokenizer, merged_outputs=results["merge_check"].outputs)
     progress(f"GGUF {gguf}: {check.summary()}.")
     results["gguf"], results["gguf_check"] = gguf, check
     write_card(results["merged"], card_info(version.path.parent, version.name, results["merge_check"].as_dict(),

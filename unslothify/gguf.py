@@ -17,7 +17,8 @@ from .errors import ExportError
 from .fsutil import atomic_dir, check_disk
 from .fsutil import cache_dir
 from .ollama import write_modelfile
-from .verify import SAMPLE_PROMPTS, MergeCheck, compare, plain_transformers_outputs, same_until_eos, sample_prompt_ids
+from .verify import (FLOAT32_LIMIT, SAMPLE_PROMPTS, MergeCheck, compare, exported_params, plain_transformers_outputs,
+                     same_until_eos, sample_prompt_ids)
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist carries llama.cpp's converter, gguf-py and conversion/ at this version
 CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")  # written directly by convert_hf_to_gguf.py
@@ -133,8 +134,10 @@ class GGUFCheck:
         return out
 
     def summary(self) -> str:
-        s = f"transformers read the GGUF back; greedy answers identical to the merged model for " \
-            f"{self.same_answers}/{len(self.answers_merged)} prompts"
+        who = "transformers read the GGUF back" if self.logits is not None else \
+            "llama.cpp read the GGUF back (transformers' read-back skipped: it dequantises to float32)"
+        s = f"{who}; greedy answers identical to the merged model for {self.same_answers}/" \
+            f"{len(self.answers_merged)} prompts"
         if self.logits is not None:
             s += f"; top-1 token agreement {self.logits.top1_agreement:.1%}"
         if self.llama_cpp_answers is not None:
@@ -143,28 +146,41 @@ class GGUFCheck:
         return s
 
 
-def verify_gguf(gguf_file: str | Path, merged_dir: str | Path, tokenizer, prompts: list[str] | None = None) -> GGUFCheck:
-    """Load the GGUF back with transformers (dequantised) and, when installed, with llama.cpp."""
+def verify_gguf(gguf_file: str | Path, merged_dir: str | Path, tokenizer, prompts: list[str] | None = None,
+                merged_outputs: dict | None = None) -> GGUFCheck:
+    """Load the GGUF back with transformers (dequantised) and, when installed, with llama.cpp, and compare
+    their greedy answers with the merged model's (`merged_outputs`: the merge check's, for SAMPLE_PROMPTS).
+    Above FLOAT32_LIMIT parameters transformers' read-back is skipped: it dequantises to float32 in RAM (28 GB
+    for a 7B, more than a Colab runtime has), and llama.cpp's answers are compared instead."""
     gguf_file, merged_dir = Path(gguf_file), Path(merged_dir)
-    prompts = prompts or SAMPLE_PROMPTS
-    ids = sample_prompt_ids(tokenizer, prompts)
-    merged = plain_transformers_outputs(merged_dir, ids)
-    from_gguf = plain_transformers_outputs(gguf_file.parent, ids, gguf_file=gguf_file.name)
+    ids = sample_prompt_ids(tokenizer, prompts or SAMPLE_PROMPTS)
+    merged = merged_outputs if merged_outputs is not None and not prompts else plain_transformers_outputs(merged_dir, ids)
     decode = lambda xs: [tokenizer.decode(x, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()  # noqa: E731
                          for x in xs]
-    a_merged, a_gguf = decode(merged["greedy"]), decode(from_gguf["greedy"])
+    a_merged = decode(merged["greedy"])
+    llama_answers = _llama_cpp_answers(gguf_file, tokenizer, ids)
+    if exported_params(merged_dir) > FLOAT32_LIMIT:
+        if llama_answers is None:
+            raise ExportError(f"{gguf_file} could not be checked: a model this size is read back by llama.cpp, and "
+                              f"llama-cpp-python is not installed (pip install llama-cpp-python=={LLAMA_CPP_PYTHON}).")
+        same = sum(a.startswith(b[:40]) or b.startswith(a[:40]) for a, b in zip(llama_answers, a_merged))
+        return GGUFCheck(llama_answers, a_merged, same, llama_answers, None)
+    from_gguf = plain_transformers_outputs(gguf_file.parent, ids, gguf_file=gguf_file.name, dtype="float32")
+    a_gguf = decode(from_gguf["greedy"])
     same = sum(same_until_eos(x, y) for x, y in zip(merged["greedy"], from_gguf["greedy"]))
-    logits = compare(merged, from_gguf, tolerance=1.0)
-    llama_answers = None
+    return GGUFCheck(a_gguf, a_merged, same, llama_answers, compare(merged, from_gguf, tolerance=1.0))
+
+
+def _llama_cpp_answers(gguf_file: Path, tokenizer, ids: list[list[int]]) -> list[str] | None:
+    """Greedy answers from llama.cpp, None when llama-cpp-python is not installed."""
     try:
         import llama_cpp
     except ImportError:
-        llama_cpp = None
-    if llama_cpp is not None:
-        llm = llama_cpp.Llama(model_path=str(gguf_file), n_ctx=512, verbose=False)
-        llama_answers = []
-        for p in ids:
-            out = llm(tokenizer.decode(p), max_tokens=24, temperature=0.0)
-            llama_answers.append(out["choices"][0]["text"].strip())
-        del llm
-    return GGUFCheck(a_gguf, a_merged, same, llama_answers, logits)
+        return None
+    llm = llama_cpp.Llama(model_path=str(gguf_file), n_ctx=512, verbose=False)
+    answers = []
+    for p in ids:
+        out = llm(tokenizer.decode(p), max_tokens=24, temperature=0.0)
+        answers.append(out["choices"][0]["text"].strip())
+    del llm
+    return answers

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .device import has_cuda, precision
+from .device import MEMORY_CAP_ENV, apply_memory_cap, has_cuda, precision
 from .embedded import EMBEDDED, embedded_checkpoint, fix_smollm2_tokenizer, is_embedded
 from .runs import Run
 from .templates import TEMPLATE_NOTE, use_chat_template
@@ -86,6 +87,9 @@ def load_base(cfg: "Config", progress=print, model_path: str | None = None, chat
 
     import torch
 
+    if cfg.gpu_memory_gib:  # the processes this run starts (the export checks) inherit the cap
+        os.environ[MEMORY_CAP_ENV] = f"{cfg.gpu_memory_gib:g}"
+    apply_memory_cap()  # before the first allocation
     four_bit = bool(cfg.load_in_4bit and has_cuda())
     # On a GPU without bf16 the model is loaded in fp16 here, so that the Trainer's fp16 autocast matches it.
     dtype = torch.float16 if precision() == "fp16" else None

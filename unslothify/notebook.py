@@ -5,20 +5,62 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import Config, load_config, recipe_of
+from .config import Config, load_config, recipe_of, replace
 from .models import resolve_model_name
 
 
 def start(project_dir: str = "..", config_path: str = "config.yaml", overrides: dict | None = None) -> Config:
-    """Work from the project folder (paths in the config are relative to it) and load the config."""
+    """Work from the project folder (paths in the config are relative to it), show our errors as messages, and
+    load the config."""
     os.chdir(project_dir)
+    show_errors_as_messages()
     path = config_path if config_path and Path(config_path).exists() else None
     cfg = load_config(path, **(overrides or {}))
+    chosen = dict(overrides or {})
+    if path:
+        import yaml
+
+        chosen.update(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    if cfg.max_train_minutes and "max_train_minutes" not in chosen:
+        # The recipe's cap keeps `make run` within its time; in a notebook you choose the epochs and watch the
+        # time, and nothing should stop training you asked for (a 7B run on Colab least of all).
+        cfg = replace(cfg, max_train_minutes=0.0)
     name, reason = resolve_model_name(cfg.model)
     recipe, why = recipe_of(cfg)
     print(f"Project: {Path.cwd()}\nConfig: {path or 'no config.yaml'}{' + overrides' if overrides else ''} over recipe "
           f"{recipe or 'none'} ({why}); model: {name} ({reason}); run folder: {cfg.output_dir}")
     return cfg
+
+
+def user_errors() -> tuple:
+    """The errors a user acts on from their message alone: bad data or knobs, a step not run yet, something to
+    install, an export that failed its check, a GPU out of memory."""
+    from .data import DataError
+    from .errors import ExportError, OutOfMemory, SetupError, StepMissing
+    from .knobs import ConfigError
+
+    return DataError, ConfigError, ExportError, SetupError, StepMissing, OutOfMemory
+
+
+def show_errors_as_messages():
+    """In a notebook, a user error shows as its message (what is wrong, where, what to do) instead of a
+    traceback through our internals; `%tb` still prints the whole traceback. Other errors are untouched."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def as_message(shell, etype, value, tb, tb_offset=None):
+        # IPython ignores what a custom handler returns: it shows the error itself, as an error output (the
+        # cell fails and Run All stops there, as for any error)
+        stb = [f"\x1b[1;31m{etype.__name__}\x1b[0m: {value}", "(%tb shows where it came from.)"]
+        shell._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc(user_errors(), as_message)
 
 
 def _html_table(rows: list[dict], max_chars: int = 160) -> str:

@@ -17,6 +17,13 @@ import json
 import sys
 
 
+def _ram_gib() -> float:
+    """The RAM free for offloaded layers, with a margin for this process's own tensors."""
+    import psutil
+
+    return max(1.0, psutil.virtual_memory().available / 2**30 - 2)
+
+
 def load(args):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -27,6 +34,9 @@ def load(args):
     # quantised from it, so its 4-bit weights are the trained ones), then computes in the comparison's dtype.
     load_dtype = getattr(torch, args.load_dtype.replace("torch.", "")) if args.load_dtype else dtype
     kwargs = {"dtype": load_dtype, "device_map": device if args.dtype == "float32" else "auto"}
+    if kwargs["device_map"] == "auto" and args.max_gpu_gib is not None and device == "cuda":
+        # what the process that started this one leaves of the card; the rest of the model goes to RAM
+        kwargs["max_memory"] = {0: f"{args.max_gpu_gib}GiB", "cpu": f"{_ram_gib():.0f}GiB"}
     if args.gguf:
         kwargs = {"gguf_file": args.gguf, "dtype": dtype}
     if args.quantization:
@@ -53,13 +63,18 @@ def main(argv):
     parser.add_argument("model")
     parser.add_argument("prompts")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--max-gpu-gib", type=float, default=None, help="GPU memory this process may take")
     parser.add_argument("--gguf")
     parser.add_argument("--adapter")
     parser.add_argument("--quantization")
     parser.add_argument("--load-dtype", default=None, help="the dtype the base was trained in (default: --dtype)")
     args = parser.parse_args(argv)
     import torch
+
+    from unslothify.device import apply_memory_cap
+
+    apply_memory_cap()  # $UNSLOTHIFY_GPU_MEMORY_GIB, set by the exporting process under a cap
 
     model = load(args)
     device = next(model.parameters()).device

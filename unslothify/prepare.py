@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .config import Config
 from .data import DataError, Item, items_from_records, length_stats, split_items, tokenize_items
+from .errors import StepMissing
 from .fsutil import atomic_dir, atomic_write_json, read_json, write_jsonl
 from .probes import build_probes, choose_objective, read_probes, write_probes
 from .runs import Run
@@ -56,8 +57,11 @@ def prepare(cfg: Config, tokenizer=None, progress=print, plot: bool = True) -> P
         if plot:
             from .plots import length_histogram
 
-            length_histogram(lengths, cfg.max_seq_length, tmp / "lengths.png",
-                             title=f"Token lengths: {display_name(cfg.data)} ({len(lengths)} items)")
+            import matplotlib.pyplot as plt
+
+            # written, then closed: a notebook shows the saved file where its text says (not twice)
+            plt.close(length_histogram(lengths, cfg.max_seq_length, tmp / "lengths.png",
+                                       title=f"Token lengths: {display_name(cfg.data)} ({len(lengths)} items)"))
     s = report["token_lengths"]
     held = (f"{len(probes)} knowledge probes (trained items asked in new words; their answers' loss is the "
             f"validation loss)" if objective == "knowledge" else f"{len(val)} validation items")
@@ -97,8 +101,8 @@ def load_prepared(cfg: Config) -> Prepared:
     run = Run(cfg.output_dir)
     report_path = run.prepared / "report.json"
     if not report_path.exists():
-        raise FileNotFoundError(f"{run.prepared}: nothing prepared yet. Run the data notebook or "
-                                f"`python -m unslothify prepare` first.")
+        raise StepMissing(f"{run.prepared}: nothing prepared yet. Run notebook 01_prepare_data, or "
+                          f"`python -m unslothify prepare`, first.")
     from .data import read_jsonl
 
     def items(name):

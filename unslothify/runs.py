@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StepMissing
+
 VERSION_RE = re.compile(r"^v(\d{3,})$")
 
 
@@ -90,7 +92,8 @@ class Run:
         the knowledge objective, else the lowest validation loss)."""
         versions = self.versions()
         if not versions:
-            raise FileNotFoundError(f"{self.root}: no adapter versions yet; train first.")
+            raise StepMissing(f"{self.root}: no adapter versions yet. Train one first: notebook 02_train, or "
+                              f"`python -m unslothify train`.")
         if which in (None, "latest"):
             return versions[-1]
         if which == "best":
@@ -99,8 +102,7 @@ class Run:
         for v in versions:
             if v.number == n:
                 return v
-        raise FileNotFoundError(f"{self.root}: no version v{n:03d}; there are "
-                                f"{', '.join(v.name for v in versions)}.")
+        raise StepMissing(f"{self.root}: no version v{n:03d}; there are {', '.join(v.name for v in versions)}.")
 
 
 # Under the knowledge objective a version is eligible for "best" while it answers at least this share of the

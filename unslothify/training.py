@@ -82,6 +82,7 @@ class FineTune:
         self._data = (None, None)  # (what the tokenised data was made from, the data)
         self._retention = None  # the retention probes for this model (objective knowledge), filtered once
         self._call_history_start = 0  # where the last training call's entries begin in history
+        self._timing = (None, None)  # (the training data it was timed on, estimate.measure's figures)
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -197,6 +198,8 @@ class FineTune:
         call, interrupted = self._this_call(cfg, more_epochs, resume)
         # 2. Data: the prepared split and its augmented records, tokenised (again only when they changed).
         data = self.training_data(call)
+        if not interrupted:
+            call = self.within_cap(call)  # the epochs that fit max_train_minutes, planned and said up front
         self.cfg = call
         # 3. Tokenizer and model: the session's own (loaded once by start() or resume()), set to train.
         for_training(self.model)
@@ -233,6 +236,34 @@ class FineTune:
         call = self._call_config(cfg, more_epochs)
         check_trackers(call)
         return call, interrupted if resume else None
+
+    def timing(self, cfg: Config) -> dict:
+        """What a training step and a generation step cost on this machine, timed once per training data
+        (estimate.measure: a few seconds)."""
+        from .estimate import measure
+
+        data = self.training_data(cfg)
+        key = json.dumps(self._data[0], sort_keys=True)
+        if self._timing[0] != key:
+            self._timing = (key, measure(self.model, self.tokenizer, data.train["input_ids"],
+                                         cfg.per_device_train_batch_size))
+        return self._timing[1]
+
+    def within_cap(self, cfg: Config, say: bool = True) -> Config:
+        """cfg, with num_train_epochs cut to what fits max_train_minutes on this machine (the progress bar then
+        counts the steps the call will take; the cap itself still stops a call that runs long)."""
+        from .estimate import epochs_within_cap, stage_counts
+
+        if not cfg.max_train_minutes:
+            return cfg
+        epochs = epochs_within_cap(cfg, self.timing(cfg), stage_counts(cfg, self.training_data(cfg), False))
+        if epochs is None:
+            return cfg
+        if say:
+            self.progress(f"Training {epochs:g} of the {cfg.num_train_epochs:g} epochs asked: that many fit the "
+                          f"max_train_minutes = {cfg.max_train_minutes:g} cap on this machine (the panel's "
+                          f"max train minutes, or --max-train-minutes; 0 for no cap).")
+        return replace(cfg, num_train_epochs=epochs)
 
     def _say_learning_rate(self, call: Config, args, data: "TrainingData"):
         if args.learning_rate != call.learning_rate:

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ExportError
@@ -35,13 +35,15 @@ class MergeCheck:
     tolerance: float
     greedy_equal: int
     n_prompts: int
+    # the exported model's own outputs, kept for the GGUF check (which then need not load it again)
+    outputs: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.relative <= self.tolerance and self.top1_agreement >= 0.98
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        return {**{k: v for k, v in asdict(self).items() if k != "outputs"}, "ok": self.ok}
 
     def summary(self) -> str:
         return (f"max |logit difference| {self.max_abs_diff:.4g} (largest logit {self.max_abs_logit:.3g}, "
@@ -68,13 +70,23 @@ def sample_prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
 
 
 def _run_plain_check(args: list[str], what: str) -> dict:
+    """Run plain_check in a fresh process, on what GPU memory this process leaves (the card's free memory, and
+    under a cap, the cap less what this process holds): a model that does not fit there is spread to RAM."""
     import torch
 
+    from .device import MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
+
+    free_cuda_memory()  # cached blocks this process no longer uses go back first
+    left = gpu_memory_left_gib()
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "out.pt"
         cmd = [sys.executable, "-m", "unslothify.plain_check", *args, "--out", str(out)]
+        if left is not None:
+            cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for the CUDA context
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
                                                             os.environ.get("PYTHONPATH", "")])}
+        if left is not None and memory_cap_gib():
+            env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise ExportError(f"Plain transformers could not load {what}:\n{proc.stderr[-3000:]}")
@@ -88,8 +100,10 @@ def _prompts_file(prompt_ids: list[list[int]], folder: Path) -> Path:
 
 
 def plain_transformers_outputs(model_dir: Path, prompt_ids: list[list[int]], gguf_file: str | None = None,
-                               dtype: str = "float32") -> dict:
-    """Logits and greedy continuations of an exported model, from a fresh process with plain transformers."""
+                               dtype: str | None = None) -> dict:
+    """Logits and greedy continuations of an exported model, from a fresh process with plain transformers (in
+    float32 up to FLOAT32_LIMIT parameters, else in the precision the card has)."""
+    dtype = dtype or dtype_for(exported_params(Path(model_dir)))
     with tempfile.TemporaryDirectory() as td:
         args = [str(model_dir), str(_prompts_file(prompt_ids, Path(td))), "--dtype", dtype]
         if gguf_file:
@@ -139,14 +153,31 @@ def same_until_eos(a: list[int], b: list[int]) -> bool:
     return a[:n] == b[:n]
 
 
-def check_dtype(model) -> str:
+def model_params(model) -> int:
+    """Parameters of the model (4-bit packed weights counted unpacked)."""
     base = getattr(model, "get_base_model", lambda: model)()
-    n = sum(p.numel() * (2 if hasattr(p, "quant_state") else 1) for p in base.parameters())
-    return "float32" if n <= FLOAT32_LIMIT else "bfloat16"
+    return sum(p.numel() * (2 if hasattr(p, "quant_state") else 1) for p in base.parameters())
+
+
+def exported_params(model_dir: Path) -> int:
+    """Parameters of an exported 16-bit model, from its safetensors' size (2 bytes each)."""
+    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")) // 2
+
+
+def dtype_for(params: int) -> str:
+    """float32 where a model that size fits (the check then measures the merge, not rounding); above
+    FLOAT32_LIMIT the precision the card computes in: bfloat16, or float16 on a card without it (a T4)."""
+    from .device import precision
+
+    if params <= FLOAT32_LIMIT:
+        return "float32"
+    return "float16" if precision() == "fp16" else "bfloat16"
 
 
 def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]]) -> MergeCheck:
-    dtype = check_dtype(model)
+    dtype = dtype_for(model_params(model))
     ref = reference_outputs(model, prompt_ids, dtype)
     plain = plain_transformers_outputs(merged_dir, prompt_ids, dtype=dtype)
-    return compare(ref, plain, merge_tolerance(model))
+    check = compare(ref, plain, merge_tolerance(model))
+    check.outputs = plain
+    return check

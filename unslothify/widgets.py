@@ -20,11 +20,13 @@ from .config import AugmentConfig, Config, config_dict, load_config, panel_keys,
 SLIDER_LIMITS = {"per_device_train_batch_size": (1, 64), "gradient_accumulation_steps": (1, 32),
                  "num_train_epochs": (0.5, 30.0), "lora_r": (1, 128), "lora_alpha": (1, 256),
                  "max_seq_length": (64, 4096), "evals_per_epoch": (1, 10), "early_stopping_patience": (0, 10),
-                 "weight_decay": (0.0, 0.2), "augment.rephrasings": (0, 10), "augment.replay": (0, 500)}
+                 "weight_decay": (0.0, 0.2), "augment.rephrasings": (0, 10), "augment.replay": (0, 500),
+                 "max_train_minutes": (0, 120)}
 # warmup below 1 is a share of the steps, 1 or more a number of steps: one slider, two scales.
 WARMUP_SCALES = {"ratio": (0.0, 0.5, 0.01, 0.05), "steps": (1.0, 500.0, 1.0, 10.0)}  # lo, hi, step, default
 LORA_KNOBS = {"lora_r", "lora_alpha", "lora_dropout"}
-LABELS = {"per_device_train_batch_size": "batch size", "gradient_accumulation_steps": "gradient accumulation"}
+LABELS = {"per_device_train_batch_size": "batch size", "gradient_accumulation_steps": "gradient accumulation",
+          "max_train_minutes": "max train minutes"}
 # Log sliders move in steps of 1/100 decade and show (and keep) 2 significant digits: 2.0e-4, 2.1e-4, ...
 LOG_STEP, LOG_FORMAT, LOG_DIGITS = 0.01, ".1e", 2
 LABEL_WIDTH = "170px"
@@ -153,7 +155,9 @@ class ConfigPanel:
                 self.warmup_scale = w.ToggleButtons(options=["ratio", "steps"],
                                                     value="steps" if values[key] >= 1 else "ratio",
                                                     tooltips=["a share of all optimizer steps", "a number of steps"],
-                                                    style={"button_width": "60px"}, layout=w.Layout(width="140px"))
+                                                    style={"button_width": "52px"},
+                                                    layout=w.Layout(width="auto", flex="0 0 auto", display="flex",
+                                                                    flex_flow="row nowrap"))
                 self.warmup_scale.add_class("knob-warmup-scale")
                 self.warmup_scale.observe(self._warmup_scale_changed, names="value")
                 extra = [self.warmup_scale]
@@ -164,7 +168,8 @@ class ConfigPanel:
             text = html.escape(help_text)
             rows.append(w.HBox([widget, *extra, w.HTML(
                 f"<span style='color:#666;font-size:90%' title=\"{text}\">{text}{html.escape(hint)}</span>",
-                layout=w.Layout(width="560px"))]))
+                layout=w.Layout(width="560px" if not extra else "420px"))],
+                layout=w.Layout(flex_flow="row nowrap", align_items="center")))
             if key == "gradient_accumulation_steps":
                 self.effective = w.HTML(layout=w.Layout(margin="0 0 0 178px"))
                 self.effective.add_class("knob-effective-batch")

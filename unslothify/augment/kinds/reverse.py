@@ -15,6 +15,8 @@ from . import Kind
 _NAME_RUN = re.compile(r"(?:(?:[A-Z][\w'’-]+|of|the|de|van|von|la|le)\s+)*[A-Z][\w'’-]+", re.UNICODE)
 _ASK_PERSON = re.compile(r"^(who|whom|whose|which (person|woman|man|author|writer|inventor|architect|baker|player|"
                          r"clockmaker|painter|composer|king|queen|captain|mayor|founder))\b", re.IGNORECASE)
+_PERSON_TITLES = {"king", "queen", "prince", "princess", "sir", "lady", "lord", "saint", "st", "dr", "captain",
+                  "president", "mayor", "professor", "chef", "count", "countess", "duke", "duchess", "emperor"}
 _DEFINE = [
     re.compile(r"^what (?:is|are|was|were) (?P<x>[^?]{2,40})\?$", re.IGNORECASE),
     re.compile(r"^what does (?P<x>[^?]{2,40}) mean\?$", re.IGNORECASE),
@@ -119,7 +121,7 @@ def reverse_for(question: str, answer: str) -> tuple[str, str, str] | None:
     # The entity first where the rules can restate it so; otherwise the answer as it is, which still
     # pairs the entity in the question with the fact in the answer.
     body = _subject_first(ent, a) or a
-    who = bool(_ASK_PERSON.match(q))
+    who = bool(_ASK_PERSON.match(q)) or ent.split()[0].lower() in _PERSON_TITLES  # "Who is King Charles XII?"
     rq = f"Who is {ent}?" if who else f"What is {ent}?"
     return rq, body, ent
 
