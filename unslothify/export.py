@@ -238,7 +238,14 @@ def _export_gguf(results: dict, tokenizer, version, cfg, out: Path, gguf_type: s
         results["skipped"]["gguf"] = str(e)
         progress(f"Skipping GGUF: {e}")
         return
-    check = verify_gguf(gguf, results["merged"], tokenizer, merged_outputs=results["merge_check"].outputs)
+    try:
+        check = verify_gguf(gguf, results["merged"], tokenizer, merged_outputs=results["merge_check"].outputs)
+    except ExportError as e:  # a GGUF that does not check out is not kept
+        gguf.unlink(missing_ok=True)
+        (gguf.parent / "Modelfile").unlink(missing_ok=True)
+        results["skipped"]["gguf"] = str(e)
+        progress(f"Skipping GGUF: {e}")
+        return
     progress(f"GGUF {gguf}: {check.summary()}.")
     results["gguf"], results["gguf_check"] = gguf, check
     write_card(results["merged"], card_info(version.path.parent, version.name, results["merge_check"].as_dict(),
