@@ -138,13 +138,13 @@ def family_questions(name: str, question: str, answer: str, terms: list[str], rn
     """Candidate probe wordings of one item in family `name` (checked by the caller)."""
     import re
 
-    from unslothify.augment import english as E
+    from unslothify.augment import english as E, probe_family as F
     from unslothify.augment.checks import FUNCTION_WORDS, WORD, sentences
 
     if name == "frames":  # the probe frames around the question
-        return E._framed(question, rng)
+        return F._framed(question, rng)
     if name == "lexical":  # a lead-phrase swap and every word swap the tables know, no frame
-        return [x for x in [E._lexical(question)] if x]
+        return [x for x in [F._lexical(question)] if x]
     if name == "keyword":  # the question's names and content words, and what kind of answer it wants
         words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E._AUX]
         return [f"{_wh(question)}? Quick facts: {', '.join(words)}."] if words else []

@@ -1,7 +1,8 @@
-"""Regenerates the README's generated sections (knob table, bad-input table) from the code.
+"""Regenerates the generated sections of the README and the docs pages (knob table, bad-input table, Colab
+badges, the measured table) from the code and the measurement files.
 
-    python scripts/update_readme.py          # rewrite README.md
-    python scripts/update_readme.py --check  # exit 1 if README.md is out of date (tests use this)
+    python scripts/update_readme.py          # rewrite README.md and docs/*.md where a section is out of date
+    python scripts/update_readme.py --check  # exit 1 if any is out of date (tests use this)
 """
 
 import dataclasses
@@ -99,10 +100,17 @@ def render(text: str) -> str:
     return text
 
 
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
 if __name__ == "__main__":
-    readme = ROOT / "README.md"
-    current = readme.read_text(encoding="utf-8")
-    new = render(current)
+    stale = []
+    for page in PAGES:
+        current = page.read_text(encoding="utf-8")
+        new = render(current)
+        if new != current:
+            stale.append(page.relative_to(ROOT))
+            if "--check" not in sys.argv:
+                page.write_text(new, encoding="utf-8")
     if "--check" in sys.argv:
-        sys.exit(0 if new == current else 1)
-    readme.write_text(new, encoding="utf-8")
+        print("out of date: " + ", ".join(map(str, stale)) if stale else "current")
+        sys.exit(1 if stale else 0)

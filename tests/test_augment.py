@@ -358,3 +358,37 @@ def test_eval_scores_a_saved_version_as_run_did(tmp_path):
     assert merged["recall"] == pytest.approx(summary["tuned_recall"], abs=0.026)
     base = last_json(["eval", "--model", "embedded", "--eval-questions", questions])
     assert base["recall"] == summary["base_recall"]
+
+
+def test_restated_answers_and_atomic_facts(tmp_path):
+    """restate: an entity answer with the entity first, a multi-sentence answer reordered with a sentence that
+    stands on its own first; atomic: each sentence of a multi-fact answer as a statement and as an answer."""
+    import random
+
+    from unslothify.augment.kinds.restate import restated
+
+    assert restated("Who keeps the lighthouse on Varnholm island?",
+                    "The lighthouse on Varnholm island is kept by Edda Lindqvist.", random.Random(0)) == \
+        "Edda Lindqvist keeps the lighthouse on Varnholm island."
+    two = "Charles XII fled to Bender in 1709. He stayed there for five years."
+    assert restated("Where did Charles XII go?", two, random.Random(0)) is None, "'He' cannot open the answer"
+    three = "IKEA sold its first meatballs in 1985. The recipe was changed in 2020. Both are sold in every store."
+    again = restated("When did IKEA start selling meatballs?", three, random.Random(0))
+    assert again != three and sorted(again.split(". ")) != [] and not again.startswith("Both")
+
+    data = tmp_path / "domain.jsonl"
+    shutil.copy2(ROOT / "domain.jsonl", data)
+    cfg = load_config(None, model="embedded", data=str(data), output_dir=str(tmp_path / "run"),
+                      augment={"rephrasings": 0, "statements": False, "reverse": False, "replay": 0,
+                               "atomic": True, "restate": True})
+    items, _ = read_jsonl_items(data)
+    result = A.augment(cfg, Prepared(items[:40], [], {}), progress=lambda *_: None)
+    atomic = [i for i in result.added if i.kind == "atomic"]
+    texts = [i for i in atomic if i.text is not None]
+    answers = [i for i in atomic if i.messages is not None]
+    assert len(texts) == len(answers) > 40, "two or more sentences per answer"
+    source = {i.line: i for i in items}
+    for item in answers:
+        q, whole = source[item.source_line].messages[0]["content"], source[item.source_line].messages[1]["content"]
+        assert item.messages[0]["content"] == q and item.messages[1]["content"] in whole
+    assert any(i.kind == "restate" for i in result.added)

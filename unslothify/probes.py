@@ -173,7 +173,7 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> li
     expected strings, and as Item the probe question with
     the item's own answer (its loss is the validation loss of the knowledge objective). Deterministic for the
     items, the seed and cfg.probes; `existing` (normalised questions of the data) are never used as probes."""
-    from .augment.english import probe_rewordings
+    from .augment.probe_family import probe_rewordings
 
     chat = [i for i in items if single_turn(i)]
     answers = [answer_text(i) or "" for i in chat]

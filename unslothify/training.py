@@ -12,35 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .config import Config, config_dict, from_dict, replace, save_config
-from .fsutil import atomic_dir, atomic_write_json
-from .device import device_name, free_cuda_memory, is_out_of_memory, peak_memory_gib, precision, reset_peak_memory
-from .templates import TEMPLATE_NOTE
-from .runs import Run, Version, best_version
-from .runtime import installed_version
 from .callbacks import history_callback, time_cap_callback, use_compact_progress
+from .config import Config, config_dict, from_dict, replace, save_config
+from .device import free_cuda_memory, is_out_of_memory, reset_peak_memory
 from .errors import OutOfMemory
+from .fsutil import atomic_dir, atomic_write_json
+from .manifest import saved_line, version_manifest
+from .runs import Run, Version, best_version
 from .sft_config import LR_REFERENCE_ITEMS, check_trackers, items_per_step, sft_args, tracker_env
 
 # Knobs of the loaded model and its adapter: a training call cannot change them (a new adapter can). The chat
 # template is the adapter's too: it was trained on prompts rendered with it.
 ADAPTER_KNOBS = ("model", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers",
                  "chat_template")
-
-PACKAGES = ("unslothify", "unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "datasets",
-            "accelerate", "bitsandbytes", "xformers")
-
-
-def package_versions() -> dict:
-    out = {name: v for name in PACKAGES if (v := installed_version(name)) is not None}
-    out["python"] = platform.python_version()
-    return out
-
 
 @dataclass
 class TrainingData:
@@ -392,7 +380,7 @@ class FineTune:
     def save_version(self, seconds: float, prepared, train_items) -> Version:
         """A new version folder: adapter, tokenizer, history, the config of this call (its epochs are the
         epochs it trained) and a manifest, written under a temporary name and renamed when complete."""
-        manifest = self._manifest(seconds, prepared, train_items)
+        manifest = version_manifest(self, seconds, prepared, train_items)
         target = self.run.next_version_path()
         with atomic_dir(target) as tmp:
             self.model.save_pretrained(tmp)
@@ -403,77 +391,5 @@ class FineTune:
         save_config(self.cfg, self.run.root / "config.yaml")
         self.parent = target.name
         version = self.run.version(target.name)
-        self.progress(f"Saved {version.name}: " + _saved_line(manifest))
+        self.progress(f"Saved {version.name}: " + saved_line(manifest))
         return version
-
-    def _manifest(self, seconds: float, prepared, train_items) -> dict:
-        train_losses = [h["loss"] for h in self.history if "loss" in h]
-        eval_losses = [h["eval_loss"] for h in self.history if "eval_loss" in h]
-        probed = [h for h in self.history if "probe_recall" in h]
-        this_call = self.history[self._call_history_start:]
-        peak, peak_kind = peak_memory_gib()
-        epochs_trained = (max((h["epoch"] for h in this_call), default=0.0)
-                          - max((h["epoch"] for h in self.history[:self._call_history_start]), default=0.0))
-        return {
-            "base_model": self.cfg.model,
-            "base_model_path": self.model_path,
-            "base_model_revision": _revision(self.model),
-            "chat_template": getattr(self.tokenizer, TEMPLATE_NOTE, None),  # which template, and why
-            "parent": self.parent,
-            "config": config_dict(self.cfg),
-            "data_file": str(self.cfg.data),
-            "data_sha256": prepared.report.get("data_sha256"),  # prepared/ matched the data when this call began
-            "data_items": prepared.report.get("items", prepared.report.get("lines_read")),
-            "train_items": len(train_items),
-            "validation_items": len(prepared.validation),
-            "epochs_this_call": self.cfg.num_train_epochs,
-            "epochs_trained": round(epochs_trained, 4),  # fewer than asked when the time cap stopped the call
-            "stopped_at_time_cap": self.stopped_at_cap,
-            "cumulative_epochs": round(self.cumulative_epochs, 4),
-            "cumulative_steps": self.cumulative_steps,
-            "final_train_loss": train_losses[-1] if train_losses else None,
-            "final_eval_loss": eval_losses[-1] if eval_losses else None,
-            "objective": prepared.objective,
-            "probe_items": len(prepared.probes),
-            "retention_probes": len(self._retention or []),
-            "base_probe_recall": probed[0]["probe_recall"] if probed and probed[0]["step"] == 0 else None,
-            "final_probe_recall": probed[-1]["probe_recall"] if probed else None,
-            "final_probe_retention": probed[-1].get("probe_retention") if probed else None,
-            "probe_seconds": round(sum(h.get("probe_seconds", 0) for h in this_call), 2),
-            "train_seconds": round(seconds, 2),
-            "epoch_seconds": self.epoch_seconds,
-            "seconds_per_epoch": round(seconds / epochs_trained, 2) if epochs_trained else None,
-            "peak_memory_gib": round(peak, 3),
-            "peak_memory_kind": peak_kind,
-            "device": device_name(),
-            "precision": precision(),
-            "effective_learning_rate": self.last_trainer.args.learning_rate if self.last_trainer else None,
-            "packages": package_versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-
-
-def _saved_line(m: dict) -> str:
-    """'1.5 epochs, train loss ..., probe recall ...' for the Saved line of a training call."""
-    probes = ""
-    if m["final_probe_recall"] is not None:
-        base = m["base_probe_recall"]
-        probes = (f", probe recall {m['final_probe_recall']:.2f}" + (f" (base {base:.2f})" if base is not None else "")
-                  + (f", retention {m['final_probe_retention']:.2f}" if m["final_probe_retention"] is not None else "")
-                  + f" (the probes took {m['probe_seconds']:.0f} s, "
-                    f"{m['probe_seconds'] / max(m['train_seconds'], 1e-9):.0%} of this call)")
-    capped = " (stopped at the max_train_minutes cap)" if m["stopped_at_time_cap"] else ""
-    per_epoch = f", {m['seconds_per_epoch']:.1f} s per epoch" if m["seconds_per_epoch"] else ""
-    return (f"{m['epochs_trained']:g} epochs this call{capped}, {m['cumulative_epochs']:g} in all, train loss "
-            f"{_fmt(m['final_train_loss'])}, validation loss {_fmt(m['final_eval_loss'])}{probes}, "
-            f"{m['train_seconds']:.0f} s{per_epoch}, peak memory {m['peak_memory_gib']:.2f} GiB "
-            f"({m['peak_memory_kind']}).")
-
-
-def _fmt(x):
-    return "n/a" if x is None else f"{x:.4f}"
-
-
-def _revision(model) -> str | None:
-    base = getattr(model, "get_base_model", lambda: model)()
-    return getattr(getattr(base, "config", None), "_commit_hash", None)

@@ -1,0 +1,85 @@
+"""The probe family: rewordings kept out of training. Knowledge probes (unslothify/probes.py) ask a trained fact
+in words the training data never holds: every word the tables can swap, swapped at once after a lead-phrase
+swap (the training rules swap one at a time), or a frame training never uses around the question. They share
+the English rules' phrase-level parsing (english.py)."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from .english import _LEAD_SWAPS, _WORD_SWAPS, _embedded, _front_phrase, is_english
+from .checks import norm_question
+
+_PROBE_FRAMES = [
+    "Identify {e}.", "Remind me {e}.", "Settle this for me: {e}?", "Do you remember {e}?", "I'm curious {e}.",
+    "Help me recall {e}.", "Say {e}.", "Name {e}.", "Is it known {e}?", "I forget {e}. Do you know?",
+]
+_PROBE_FRAMES_Q = ["Here is one for you: {q}", "Help me out: {q}", "A question on this: {q}", "Honest answer: {q}"]
+_PROBE_WORD_SWAPS = {
+    "keeps": "looks after", "keep": "look after", "invented": "devised", "founded": "set up", "built": "put up",
+    "wrote": "was the writer of", "designed": "conceived", "discovered": "came upon", "hang": "are there",
+    "official": "sanctioned", "traditional": "time-honoured", "usually": "as a rule", "often": "many times",
+    "main": "key", "famous": "renowned", "known": "recognised", "called": "termed", "named": "titled",
+    "people": "folks", "village": "hamlet", "town": "township", "leads": "directs", "uses": "makes use of",
+    "use": "make use of", "colour": "shade", "color": "shade", "number": "total", "symbol": "sign",
+    "celebrate": "commemorate", "typical": "characteristic", "served": "dished up", "serve": "dish up",
+    "cook": "make", "recipe": "formula", "dish": "plate", "difference": "contrast", "need": "want",
+    "end": "finish", "eat": "have", "made": "prepared", "start": "begin",
+}
+
+
+def _lexical(q: str) -> str | None:
+    """Every word the tables can swap, swapped at once (probe-only synonyms first), after a lead-phrase swap:
+    the same question in other words, as a person asking it anew would put it. None when nothing changes."""
+    out = q
+    for pattern, alternatives in _LEAD_SWAPS:
+        if re.search(pattern, out, re.IGNORECASE):
+            out = re.sub(pattern, alternatives[0], out, count=1, flags=re.IGNORECASE)
+            break
+    toks = out.split(" ")
+    for j, t in enumerate(toks):
+        core = t.strip("?,.!;:")
+        alt = _PROBE_WORD_SWAPS.get(core) or (_WORD_SWAPS.get(core) or [None])[0] if j and core.islower() else None
+        if alt:
+            toks[j] = t.replace(core, alt)
+    out = " ".join(toks)
+    return out if norm_question(out) != norm_question(q) else None
+
+
+def probe_rewordings(question: str, rng: random.Random) -> list[str]:
+    """Rewordings of one question for a knowledge probe, best first: the lexical rewording (_lexical), then the
+    probe frames (frames training never uses) around the question, each with a probe-only word swap where the
+    question has one. Unchecked: the caller checks them against the data (checks.check_question).
+
+    Chosen by scripts/probe_agreement.py's `families` (docs/probes.md): on saved adapters, lexical probes tracked
+    the hand-written held-out questions most closely (frames overstated more, and saturated sooner)."""
+    q = question.strip()
+    if not q or not is_english(q):
+        return []
+    lexical = _lexical(q)
+    return ([lexical] if lexical else []) + _framed(q, rng)
+
+
+def _framed(q: str, rng: random.Random) -> list[str]:
+    """The probe frames around the question (as an embedded clause where the rules can make one)."""
+    swapped = []
+    toks = q.split(" ")
+    for j, t in enumerate(toks):
+        core = t.strip("?,.!;:")
+        if j > 0 and core.islower() and core in _PROBE_WORD_SWAPS:
+            swapped.append(" ".join(toks[:j] + [t.replace(core, _PROBE_WORD_SWAPS[core])] + toks[j + 1:]))
+    bases = swapped + [q] if swapped else [q]
+    rng.shuffle(swapped)
+    out = []
+    for base in bases:
+        emb = _embedded(base)
+        fronted = _front_phrase(base)
+        frames = [f.format(e=emb) for f in _PROBE_FRAMES] if emb else []
+        rng.shuffle(frames)
+        qs = [f.format(q=base) for f in _PROBE_FRAMES_Q]
+        rng.shuffle(qs)
+        if fronted:
+            qs.insert(0, rng.choice(_PROBE_FRAMES_Q).format(q=fronted))
+        out += frames[:3] + qs[:2]
+    return [re.sub(r"\s+", " ", c).strip() for c in out]
