@@ -161,15 +161,15 @@ def verify_gguf(gguf_file: str | Path, merged_dir: str | Path, tokenizer, prompt
     for a 7B, more than a Colab runtime has), and llama.cpp's answers are compared instead."""
     gguf_file, merged_dir = Path(gguf_file), Path(merged_dir)
     ids = sample_prompt_ids(tokenizer, prompts or SAMPLE_PROMPTS)
+    llama_answers = _llama_cpp_answers(gguf_file, tokenizer, ids)
+    large = exported_params(merged_dir) > FLOAT32_LIMIT
+    if large and llama_answers is None:  # no llama.cpp here (a Colab runtime): the weights, read back by gguf-py
+        return GGUFCheck([], [], 0, None, None, tensor_check(gguf_file, merged_dir))
     merged = merged_outputs if merged_outputs is not None and not prompts else plain_transformers_outputs(merged_dir, ids)
     decode = lambda xs: [tokenizer.decode(x, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()  # noqa: E731
                          for x in xs]
     a_merged = decode(merged["greedy"])
-    llama_answers = _llama_cpp_answers(gguf_file, tokenizer, ids)
-    if exported_params(merged_dir) > FLOAT32_LIMIT:
-        if llama_answers is None:  # no llama.cpp here (a Colab runtime): the weights, read back by gguf-py
-            tensors = tensor_check(gguf_file, merged_dir)
-            return GGUFCheck([], a_merged, 0, None, None, tensors)
+    if large:
         same = sum(a.startswith(b[:40]) or b.startswith(a[:40]) for a, b in zip(llama_answers, a_merged))
         return GGUFCheck(llama_answers, a_merged, same, llama_answers, None)
     from_gguf = plain_transformers_outputs(gguf_file.parent, ids, gguf_file=gguf_file.name, dtype="float32")
@@ -227,7 +227,10 @@ def _llama_cpp_answers(gguf_file: Path, tokenizer, ids: list[list[int]]) -> list
     llm = llama_cpp.Llama(model_path=str(gguf_file), n_ctx=512, verbose=False)
     answers = []
     for p in ids:
-        out = llm(tokenizer.decode(p), max_tokens=24, temperature=0.0)
+        prompt = tokenizer.decode(p)
+        if tokenizer.bos_token and prompt.startswith(tokenizer.bos_token):
+            prompt = prompt[len(tokenizer.bos_token):]  # llama.cpp adds the BOS token itself
+        out = llm(prompt, max_tokens=24, temperature=0.0)
         answers.append(out["choices"][0]["text"].strip())
     del llm
     return answers
