@@ -79,7 +79,7 @@ class Sampler:
         threading.Thread(target=self._loop, daemon=True).start()
 
     def reset(self):
-        self.gpu_total = self.rss_self = self.rss_child = 0.0
+        self.gpu_total = self.rss_self = self.rss_child = self.anon_self = self.anon_child = 0.0
 
     def _loop(self):
         import psutil
@@ -89,10 +89,12 @@ class Sampler:
                 kids = self.me.children(recursive=True)
                 pids = {self.me.pid, *(k.pid for k in kids)}
                 self.rss_self = max(self.rss_self, self.me.memory_info().rss / 1e9)
+                self.anon_self = max(self.anon_self, _anon_gb(self.me.pid))
                 for k in kids:
                     try:
                         self.rss_child = max(self.rss_child, k.memory_info().rss / 1e9)
-                    except psutil.NoSuchProcess:
+                        self.anon_child = max(self.anon_child, _anon_gb(k.pid))
+                    except (psutil.NoSuchProcess, OSError):
                         pass
                 if self.nvml:
                     pynvml, handle = self.nvml
@@ -102,6 +104,15 @@ class Sampler:
             except Exception:
                 pass
             time.sleep(0.2)
+
+
+def _anon_gb(pid: int) -> float:
+    """Anonymous resident memory (RssAnon): what must fit in RAM. RSS also counts pages of files a process has
+    mapped (safetensors shards are mmapped), which the kernel drops under pressure rather than running out."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1e6
+    return 0.0
 
 
 def _disk(path: Path) -> int:
@@ -146,11 +157,14 @@ class Stages:
                        "rss_gb": round(stages.sampler.rss_self, 2),
                        "rss_high_water_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
                        "rss_child_gb": round(stages.sampler.rss_child, 2),
+                       "anon_gb": round(stages.sampler.anon_self, 2), "anon_child_gb": round(stages.sampler.anon_child, 2),
                        "disk_written_gb": round(max(0, _disk(stages.work) - self.disk0) / 1e9, 2),
                        "error": repr(exc[1])[:300] if exc[1] else None,
                        "machine": _machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                with (stages.work / "stages.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                for path in {stages.work / "stages.jsonl", *([Path(os.environ["OUT"]) / "t4-stages.jsonl"]
+                                                             if os.environ.get("OUT") else [])}:
+                    with path.open("a") as f:  # also under $OUT on the device machine: kept if a later stage is cut
+                        f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
                 return False
 
@@ -341,7 +355,7 @@ def cmd_report(args):
              f"bf16 off, RSS against {T4_RAM_GB} GB of RAM, a Mistral-7B-shaped model with random weights saved in "
              "4-bit). One epoch of domain.jsonl with the default augmentation.", "",
              "| stage | process | H200 seconds | GPU allocated / reserved, GiB (this process) | GPU, all processes "
-             "of the run, GiB | peak RSS, GB (process / largest child) | disk written, GB | bound by | projected "
+             "of the run, GiB | peak RSS (anonymous), GB: process / largest child | disk written, GB | bound by | projected "
              "T4 time | within the T4's limits |", "|---|---|---|---|---|---|---|---|---|---|"]
     total_h200 = total_t4 = 0.0
     for r in rows:
@@ -351,11 +365,12 @@ def cmd_report(args):
             total_h200 += r["seconds"]
             total_t4 += t4
         gpu = r.get("gpu_all_processes_gib")
-        rss = max(r.get("rss_gb") or 0, r.get("rss_child_gb") or 0)
+        rss = max(r.get("anon_gb", r.get("rss_gb")) or 0, r.get("anon_child_gb", r.get("rss_child_gb")) or 0)
         fits = (gpu is None or gpu <= T4_GPU_GIB) and rss <= T4_RAM_GB and r.get("ok", True)
         lines.append(f"| {r['stage']}{' (in train)' if r.get('inside') else ''} | {r['process']} | {r['seconds']:.0f} | "
                      f"{r.get('gpu_allocated_gib', '–')} / {r.get('gpu_reserved_gib', '–')} | {gpu if gpu is not None else '–'} | "
-                     f"{r.get('rss_gb', '–')} / {r.get('rss_child_gb', '–')} | {r.get('disk_written_gb', '–')} | {bound} | "
+                     f"{r.get('rss_gb', '–')} ({r.get('anon_gb', '–')}) / {r.get('rss_child_gb', '–')} "
+                     f"({r.get('anon_child_gb', '–')}) | {r.get('disk_written_gb', '–')} | {bound} | "
                      f"{t4 / 60:.1f} min | {'yes' if fits else '**no**'} |")
     lines += ["", f"All told: {total_h200 / 60:.1f} min on the H200; projected on a T4: about {total_t4 / 60:.0f} min.",
               "", "Projection: each stage's H200 time times the ratio of the resource that bounds it: GPU arithmetic "

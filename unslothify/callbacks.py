@@ -171,7 +171,11 @@ def use_compact_progress(trainer, session):
     terminal, and in a notebook a per-step table ("Training Loss: No log", TRL's "Num Tokens") that repeats
     what the live plot shows."""
     from transformers.trainer_callback import ProgressCallback
-    from transformers.utils.notebook import NotebookProgressCallback
+
+    try:  # Trainer's notebook table needs IPython (a notebook); a terminal has the plain callback
+        from transformers.utils.notebook import NotebookProgressCallback
+    except ImportError:
+        NotebookProgressCallback = ProgressCallback
 
     step0, epoch0 = session.cumulative_steps, session.cumulative_epochs
 

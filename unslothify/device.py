@@ -13,6 +13,7 @@ from pathlib import Path
 # run starts; set it yourself on a shared card). Applied with torch's per-process fraction before anything is
 # allocated, so a 40 GB card can rehearse a 15 GB one.
 MEMORY_CAP_ENV = "UNSLOTHIFY_GPU_MEMORY_GIB"
+CUDA_CONTEXT_GIB = 0.6  # what a process's CUDA context takes on the card, beyond torch's allocations
 
 
 def memory_cap_gib() -> float | None:
@@ -42,7 +43,9 @@ def gpu_memory_left_gib() -> float | None:
 
     free = torch.cuda.mem_get_info()[0] / 2**30
     cap = memory_cap_gib()
-    return min(free, cap - torch.cuda.memory_reserved() / 2**30) if cap else free
+    # under a cap, each process's CUDA context (~0.6 GiB, outside torch's count) is paid out of it too: this
+    # one's and the next one's
+    return min(free, cap - torch.cuda.memory_reserved() / 2**30 - 2 * CUDA_CONTEXT_GIB) if cap else free
 
 
 def has_cuda() -> bool:

@@ -82,7 +82,7 @@ def _run_plain_check(args: list[str], what: str) -> dict:
         out = Path(td) / "out.pt"
         cmd = [sys.executable, "-m", "unslothify.plain_check", *args, "--out", str(out)]
         if left is not None:
-            cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for the CUDA context
+            cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
                                                             os.environ.get("PYTHONPATH", "")])}
         if left is not None and memory_cap_gib():
