@@ -131,7 +131,8 @@ def test_prepare_reports_and_plots(tmp_path, tokenizer, root):
 
     cfg = load_config(None, model="embedded", data=str(root / "domain.jsonl"), output_dir=str(tmp_path / "run"))
     prepared = prepare(cfg, tokenizer=tokenizer)
-    assert (len(prepared.train), len(prepared.validation)) == (450, 50)
+    assert (len(prepared.train), len(prepared.validation)) == (500, len(prepared.probes))  # knowledge: all trained
+    assert prepared.objective == "knowledge" and 30 <= len(prepared.probes) <= cfg.probes
     report = json.loads((tmp_path / "run" / "prepared" / "report.json").read_text())
     assert report["format"] == "messages" and report["token_lengths"]["max"] <= cfg.max_seq_length
     assert (tmp_path / "run" / "prepared" / "lengths.png").stat().st_size > 5000

@@ -78,7 +78,7 @@ def test_notebook_series(project):
 
     nb = run_papermill("01_prepare_data.ipynb", work, params)
     report = json.loads((run / "prepared" / "report.json").read_text())
-    assert report["train_items"] + report["validation_items"] == 80 and report["format"] == "messages"
+    assert report["train_items"] == 80 and report["objective_chosen"] == "knowledge" and report["format"] == "messages"
     assert any(has_image(c) for c in nb.cells), "the length histogram is shown"
 
     # 02: run top to bottom in one kernel, then run the final cell again: two versions, one history

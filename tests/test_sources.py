@@ -105,7 +105,7 @@ def test_prepare_reads_a_csv_writes_nothing_when_it_is_bad_and_notices_a_change(
 
     write_each_kind(tmp_path)
     cfg = load_config(None, model="embedded", data=str(tmp_path / "d.csv"), output_dir=str(tmp_path / "run"),
-                      validation_split=0.2)
+                      validation_split=0.2, objective="skill")
     prepared = prepare(cfg, tokenizer=tokenizer, plot=False)
     assert (len(prepared.train), len(prepared.validation)) == (2, 1)
     assert prepared.report["items"] == 3 and prepared.report["data_sha256"] == fingerprint(cfg.data)

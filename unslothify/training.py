@@ -197,10 +197,10 @@ class FineTune:
         args = sft_args(call, call.num_train_epochs, data.validation is not None, self.cumulative_steps,
                         run_name=name, mean_item_tokens=data.mean_item_tokens, probed=probe is not None)
         self._say_learning_rate(call, args, data)
-        # 5. SFTTrainer: TRL's, with our callbacks; under the knowledge objective its evaluations score the probes.
-        trainer = self._sft_trainer(call, args, data, probe)
-        # 6. Train (Ctrl-C keeps a resumable checkpoint), with the trackers writing under the run folder.
-        with tracker_env(call, self.run, name):
+        with tracker_env(call, self.run, name):  # the trackers write under the run folder, named after the version
+            # 5. SFTTrainer: TRL's, with our callbacks; under the knowledge objective evaluations score the probes.
+            trainer = self._sft_trainer(call, args, data, probe)
+            # 6. Train (Ctrl-C keeps a resumable checkpoint).
             seconds = self._fit(trainer, call, data, interrupted)
         if seconds is None:
             return None
