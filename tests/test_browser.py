@@ -589,6 +589,6 @@ def test_notebook_journey_in_jupyterlab(lab, page, tmp_path):
     page.keyboard.type("Thanks! And the mayor of Tindleford?")
     page.keyboard.press("Enter")
     _wait_text(log, re.escape("You: Thanks! And the mayor of Tindleford?"), UI_S)
-    assert log.text_content().count("You:") == 2
+    assert log.text_content().count("You:") == 3, "the streamed first message, then the two asked here"
     exports = json.loads((run / "exports" / "exports.json").read_text())
-    assert (Path(exports["merged"]) / "model.safetensors").exists() and Path(exports["gguf"]).exists()
+    assert (project / exports["merged"] / "model.safetensors").exists() and (project / exports["gguf"]).exists()

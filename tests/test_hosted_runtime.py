@@ -124,6 +124,7 @@ def test_notebooks_set_up_a_hosted_runtime_from_the_notebook_alone(tmp_path, mon
     second = execute("01_prepare_data.ipynb")  # opened on its own after 00 ran: setup is a no-op
     assert "nothing to do" in second, second[-3000:]
     report = json.loads((tmp_path / "run" / "prepared" / "report.json").read_text())
-    assert report["train_items"] + report["validation_items"] == 80
+    # the knowledge objective trains every item; validation holds reworded probes of them
+    assert report["train_items"] == 80 and report["validation_items"] > 0
     assert torch_version(python) == before
     assert not (colab / "mistral-unslothify" / "mistral-unslothify").exists(), "re-running did not clone again"
