@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
 import shutil
 import sys
@@ -36,6 +37,9 @@ SETS = {
     "confirm": (ROOT / "examples" / "confirm" / "train.jsonl", ROOT / "examples" / "confirm" / "questions.jsonl"),
 }
 RESULTS = ROOT / "docs" / "measurements" / "probe-agreement.jsonl"
+# The lever runs (scripts/levers.py) are runs of `measure` too: the report reads them beside this script's own.
+REPORTED = [RESULTS, ROOT / "docs" / "measurements" / "levers-cpu.jsonl", ROOT / "docs" / "measurements" / "levers-gpu.jsonl"]
+NOTES = ROOT / "docs" / "measurements" / "probes-notes.md"  # what the figures mean; written by hand
 DOC = ROOT / "docs" / "probes.md"
 PLOT = ROOT / "docs" / "probe_agreement.png"
 
@@ -73,8 +77,8 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
         def with_heldout(call_cfg, prep):
             probe = probe_for(call_cfg, prep)
 
-            def both(model):
-                out = probe(model)
+            def both(model, at_base=False):
+                out = probe(model, at_base)
                 if keep_checkpoints:  # the adapter at this point, for `families`
                     model.save_pretrained(Path(keep_checkpoints) / f"point-{len(heldout):03d}")
                 with _generating(model):
@@ -95,7 +99,8 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
         assert len(points) == len(heldout), (len(points), len(heldout))
         return {"set": set_name, "seed": seed, "model": cfg.model, "machine": machine(), "gpu": has_cuda(),
                 "epochs": epochs, "evals_per_epoch": evals_per_epoch, "knobs": knobs,
-                "probes": len(prepared.probes), "heldout_questions": len(questions),
+                "probes": len(prepared.probes), "retention_probes": version.manifest.get("retention_probes"),
+                "heldout_questions": len(questions),
                 "train_items": version.manifest["train_items"], "seconds": round(time.perf_counter() - started, 1),
                 "setup_seconds": round(setup_seconds, 1), "train_seconds": version.manifest["train_seconds"],
                 "probe_seconds": version.manifest["probe_seconds"], "final": summary,
@@ -241,19 +246,16 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return cov / (vx * vy) if vx and vy else float("nan")
 
 
-def chosen_point(points: list[dict]) -> dict:
+def chosen_point(points: list[dict], retention_probes: int | None = None) -> dict:
     """The point runs.best_version would pick among versions saved at these points."""
-    from unslothify.runs import RETENTION_FLOOR
+    from unslothify.runs import choose_best
 
-    kept = [p for p in points if (p.get("probe_retention") or 1.0) >= RETENTION_FLOOR]
-    if kept:
-        return max(kept, key=lambda p: (p["probe_recall"], p.get("probe_retention") or 0, p["step"]))
-    return max(points, key=lambda p: (p.get("probe_retention") or 0, p["probe_recall"], p["step"]))
+    return points[choose_best([(p["probe_recall"], p.get("probe_retention")) for p in points], retention_probes)]
 
 
 def summarise(row: dict) -> dict:
     pts = [p for p in row["points"] if p["step"] > 0]  # the base point says nothing about steering
-    chosen = chosen_point(pts)
+    chosen = chosen_point(pts, row.get("retention_probes"))
     best = max(p["heldout_recall"] for p in pts)
     probe_mean = sum(p["probe_recall"] for p in pts) / len(pts)
     held_mean = sum(p["heldout_recall"] for p in pts) / len(pts)
@@ -264,35 +266,44 @@ def summarise(row: dict) -> dict:
 
 
 def cmd_report(args):
-    rows = [json.loads(line) for line in Path(args.results or RESULTS).read_text().splitlines() if line.strip()]
+    paths = [Path(p) for p in args.results.split(",")] if args.results else [p for p in REPORTED if p.exists()]
+    rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
     lines = ["# Knowledge probes against held-out questions", "",
              "Made by `python scripts/probe_agreement.py report` from "
-             f"`{(Path(args.results or RESULTS)).relative_to(ROOT)}` (raw points); each row below is one training "
-             "run as `run` trains it, evaluated several times per epoch. At every evaluation the run scored its "
+             f"{', '.join(f'`{p.relative_to(ROOT)}`' for p in paths)} (raw points); each row below is one training "
+             "run as `run` trains it (lever: what it changed from the defaults, scripts/levers.py). At every "
+             "evaluation the run scored its "
              "knowledge probes (made from its own training items, `unslothify/probes.py`) and, for this comparison "
              "only, the hand-written held-out questions. rho: Spearman rank correlation of probe recall with "
              "held-out recall over the evaluation points after step 0. chosen: the point the probes pick by "
-             "`best`'s rule (highest probe recall with retention >= 90 %), and its held-out recall against the "
+             "`best`'s rule (runs.choose_best: highest probe recall with retention >= 90 %, or, when no point keeps that, "
+             "within the measurement's noise of the point that kept most), and its held-out recall against the "
              "best held-out recall of any point. overstates: mean probe recall minus mean held-out recall.", "",
-             "| set | seed | machine | epochs | evals | probes | rho | chosen at epoch | its held-out | best held-out "
-             "| within 0.05 | overstates by | probe time / training |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| set | lever | seed | machine | epochs | evals | probes | rho | chosen at epoch | its held-out | "
+             "best held-out | within 0.05 | overstates by | probe time / training call |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         s = summarise(row)
-        lines.append(f"| {row['set']} | {row['seed']} | {'GPU' if row['gpu'] else 'CPU'} ({row['date'][:10]}) | "
+        lines.append(f"| {row['set']} | {row.get('lever', '–')} | {row['seed']} | "
+                     f"{'GPU' if row['gpu'] else 'CPU'} ({row['date'][:10]}) | "
                      f"{row['epochs']:g} | {len(row['points'])} | {row['probes']} | {s['rho']:.2f} | "
                      f"{s['chosen_epoch']:.2f} | {s['chosen_heldout']:.3f} | {s['best_heldout']:.3f} | "
                      f"{'yes' if s['within'] else 'no'} | {s['overstate']:+.3f} | {s['probe_share']:.0%} |")
-    lines += ["", "Every point:", "", "| set | seed | epoch | probe recall | held-out recall | retention | validation loss |",
-              "|---|---|---|---|---|---|---|"]
+    summaries = [summarise(r) for r in rows]
+    lines += ["", f"All told: {sum(s['within'] for s in summaries)} of {len(rows)} choices within 0.05 of the best "
+              f"held-out point; median rho {statistics.median(s['rho'] for s in summaries):.2f}; probes overstate "
+              f"held-out recall by {statistics.mean(s['overstate'] for s in summaries):+.2f} on average.", ""]
+    if args.extra and Path(args.extra).exists():
+        lines += [Path(args.extra).read_text().strip(), ""]
+    lines += ["", "Every point:", "", "| set | lever | seed | epoch | probe recall | held-out recall | retention | "
+              "validation loss |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for p in row["points"]:
-            lines.append(f"| {row['set']} | {row['seed']} | {p['epoch']:.2f} | {p['probe_recall']:.3f} | "
+            lines.append(f"| {row['set']} | {row.get('lever', '–')} | {row['seed']} | {p['epoch']:.2f} | "
+                         f"{p['probe_recall']:.3f} | "
                          f"{p['heldout_recall']:.3f} | {p['probe_retention'] if p['probe_retention'] is not None else '–'} | "
                          f"{p['eval_loss']:.3f} |")
     lines += ["", f"![probe recall against held-out recall]({PLOT.name})", ""]
-    if args.extra and Path(args.extra).exists():
-        lines += [Path(args.extra).read_text().strip(), ""]
     _plot(rows)
     DOC.write_text("\n".join(lines), encoding="utf-8")
     print("wrote", DOC, "and", PLOT)
@@ -340,8 +351,8 @@ def main():
     f.add_argument("--checkpoints", required=True)
     f.add_argument("--out", default=None)
     r = sub.add_parser("report")
-    r.add_argument("--results", default=None)
-    r.add_argument("--extra", default=None, help="a markdown file appended to the report (notes)")
+    r.add_argument("--results", default=None, help="comma-separated files (default: every file in REPORTED)")
+    r.add_argument("--extra", default=str(NOTES), help="a markdown file placed after the summary (notes)")
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     {"measure": cmd_measure, "report": cmd_report, "families": cmd_families}[args.cmd](args)

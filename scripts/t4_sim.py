@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DOC = ROOT / "docs" / "t4.md"
 RESULTS = ROOT / "docs" / "measurements" / "t4-stages.jsonl"
+MEASUREMENTS_NOTES = ROOT / "docs" / "measurements" / "t4-notes.md"  # what the runs show; written by hand
 T4_GPU_GIB = 15.0
 T4_RAM_GB = 12.7
 MISTRAL_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -344,41 +345,80 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+ALL_STAGES = ["load", "replay", "train", "save", "merge", "gguf", "gguf check", "chat"]
+
+
+def _stage_line(r: dict) -> tuple[str, float, bool]:
+    """One table line for a measured stage, its projected T4 seconds, and whether it kept within the limits."""
+    bound = STAGE_BOUND.get(r["stage"], "host")
+    t4 = r["seconds"] * RATIOS[bound]
+    gpu = r.get("gpu_all_processes_gib")
+    rss = max(r.get("anon_gb", r.get("rss_gb")) or 0, r.get("anon_child_gb", r.get("rss_child_gb")) or 0)
+    fits = (gpu is None or gpu <= T4_GPU_GIB) and rss <= T4_RAM_GB and r.get("ok", True)
+    line = (f"| {r['stage']}{' (in train)' if r.get('inside') else ''} | {r.get('run', 1)} | {r['seconds']:.0f} | "
+            f"{r.get('gpu_allocated_gib', '–')} / {r.get('gpu_reserved_gib', '–')} | {gpu if gpu is not None else '–'} | "
+            f"{r.get('rss_gb', '–')} ({r.get('anon_gb', 'not measured')}) / {r.get('rss_child_gb', '–')} "
+            f"({r.get('anon_child_gb', 'not measured')}) | {r.get('disk_written_gb', '–')} | {bound} | "
+            f"{t4 / 60:.1f} min | {'yes' if fits else '**no**'} |")
+    return line, t4, fits
+
+
+def _fit_check(rows: list[dict]) -> list[str]:
+    """Notebook 00's "Will it fit?" figure for the recipe against the training stage's measured peaks."""
+    from unslothify.config import load_config
+    from unslothify.gpu import memory_needed_gib
+
+    train = [r for r in rows if r["stage"] == "train" and r.get("gpu_reserved_gib")]
+    if not train:
+        return []
+    need = memory_needed_gib(load_config(None, recipe="mistral-7b-qlora"))
+    measured = max(r["gpu_all_processes_gib"] for r in train)
+    return ["## Will it fit?", "",
+            f"Notebook 00 says the recipe needs {need} GiB; the training stage measured {measured} GiB on the card "
+            f"(all processes, torch's reserved peak {max(r['gpu_reserved_gib'] for r in train)} GiB), "
+            f"{100 * (need - measured) / measured:+.0f} %. Its first model, fitted to the training-only benchmark, "
+            "said 6.1 GiB (-37 %): a run also generates (replay, the probes at each evaluation) and trains in fp16, "
+            "and the model now adds what that measured (`RUN_EXTRA_GIB` in unslothify/gpu.py).", ""]
+
+
 def cmd_report(args):
     rows = [json.loads(x) for x in Path(args.results).read_text().splitlines() if x.strip()]
     machine = next((r["machine"] for r in rows if r.get("machine")), "?")
-    date = next((r["date"][:10] for r in rows if r.get("date")), "?")
+    dates = sorted({r["date"][:10] for r in rows if r.get("date")}) or ["?"]
+    latest = {}
+    for r in rows:  # each stage from the latest run that reached it
+        latest[r["stage"]] = r
     lines = ["# The free Colab T4, simulated", "",
              f"Made by `python scripts/t4_sim.py report` from `{_shown(Path(args.results))}`: the default "
-             f"Mistral 7B recipe (recipes/mistral-7b-qlora.yaml) end to end on {machine}, {date}, under a T4's "
+             f"Mistral 7B recipe (recipes/mistral-7b-qlora.yaml) end to end on {machine}, {dates[-1]}, under a T4's "
              f"limits (scripts/t4_sim.py says how: {T4_GPU_GIB:g} GiB of GPU memory for every process of the run, "
              f"bf16 off, RSS against {T4_RAM_GB} GB of RAM, a Mistral-7B-shaped model with random weights saved in "
-             "4-bit). One epoch of domain.jsonl with the default augmentation.", "",
-             "| stage | process | H200 seconds | GPU allocated / reserved, GiB (this process) | GPU, all processes "
-             "of the run, GiB | peak RSS (anonymous), GB: process / largest child | disk written, GB | bound by | projected "
-             "T4 time | within the T4's limits |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "4-bit). One epoch of domain.jsonl with the default augmentation. Each stage is shown from the latest "
+             "run that reached it (column run).", "",
+             "| stage | run | H200 seconds | GPU allocated / reserved, GiB (this process) | GPU, all processes "
+             "of the run, GiB | peak RSS (anonymous), GB: process / largest child | disk written, GB | bound by | "
+             "projected T4 time | within the T4's limits |", "|---|---|---|---|---|---|---|---|---|---|"]
     total_h200 = total_t4 = 0.0
-    for r in rows:
-        bound = STAGE_BOUND.get(r["stage"], "host")
-        t4 = r["seconds"] * RATIOS[bound]
-        if r.get("inside") is None:
-            total_h200 += r["seconds"]
+    missing = []
+    for stage in ALL_STAGES:
+        if stage not in latest:
+            missing.append(stage)
+            lines.append(f"| {stage} | – | not measured | | | | | {STAGE_BOUND[stage]} | | |")
+            continue
+        line, t4, _ = _stage_line(latest[stage])
+        lines.append(line)
+        if not latest[stage].get("inside"):
+            total_h200 += latest[stage]["seconds"]
             total_t4 += t4
-        gpu = r.get("gpu_all_processes_gib")
-        rss = max(r.get("anon_gb", r.get("rss_gb")) or 0, r.get("anon_child_gb", r.get("rss_child_gb")) or 0)
-        fits = (gpu is None or gpu <= T4_GPU_GIB) and rss <= T4_RAM_GB and r.get("ok", True)
-        lines.append(f"| {r['stage']}{' (in train)' if r.get('inside') else ''} | {r['process']} | {r['seconds']:.0f} | "
-                     f"{r.get('gpu_allocated_gib', '–')} / {r.get('gpu_reserved_gib', '–')} | {gpu if gpu is not None else '–'} | "
-                     f"{r.get('rss_gb', '–')} ({r.get('anon_gb', '–')}) / {r.get('rss_child_gb', '–')} "
-                     f"({r.get('anon_child_gb', '–')}) | {r.get('disk_written_gb', '–')} | {bound} | "
-                     f"{t4 / 60:.1f} min | {'yes' if fits else '**no**'} |")
-    lines += ["", f"All told: {total_h200 / 60:.1f} min on the H200; projected on a T4: about {total_t4 / 60:.0f} min.",
-              "", "Projection: each stage's H200 time times the ratio of the resource that bounds it: GPU arithmetic "
+    lines += ["", f"Measured stages all told: {total_h200 / 60:.1f} min on the H200; projected on a T4: about "
+              f"{total_t4 / 60:.0f} min{' before the stages not measured' if missing else ''}.", "",
+              "Projection: each stage's H200 time times the ratio of the resource that bounds it: GPU arithmetic "
               f"x{RATIOS['compute']:.1f} (dense fp16 tensor rate, T4 65 TFLOP/s against 790 TFLOP/s measured for bf16 "
               f"on the H200), GPU memory traffic x{RATIOS['bandwidth']:.1f} (300 GB/s against 4,300 GB/s measured), "
               f"host work (loading, writing, converting, llama.cpp on the CPU) x{RATIOS['host']:.0f} (a Colab "
               "runtime's 2 vCPUs and network disk against 16 cores and local NVMe; a lower bound where the work is "
               "single-threaded).", ""]
+    lines += _fit_check(rows)
     if args.extra and Path(args.extra).exists():
         lines += [Path(args.extra).read_text().strip(), ""]
     DOC.write_text("\n".join(lines), encoding="utf-8")
@@ -399,7 +439,7 @@ def main():
         s.add_argument("--epochs", type=float, default=1.0)
     r = sub.add_parser("report")
     r.add_argument("--results", default=str(RESULTS))
-    r.add_argument("--extra", default=None)
+    r.add_argument("--extra", default=str(MEASUREMENTS_NOTES), help="notes appended after the tables")
     args = p.parse_args()
     Path(getattr(args, "work", "/tmp/t4")).mkdir(parents=True, exist_ok=True)
     {"build": cmd_build, "run": cmd_run, "export": cmd_export, "report": cmd_report}[args.cmd](args)

@@ -6,6 +6,7 @@ badges, the measured table) from the code and the measurement files.
 """
 
 import dataclasses
+import json
 import io
 import re
 import sys
@@ -90,7 +91,26 @@ def measured_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table}
+def t4_line() -> str:
+    """The projected T4 time of each stage the T4 simulation measured (docs/t4.md, scripts/t4_sim.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from t4_sim import RATIOS, RESULTS, STAGE_BOUND
+
+    latest = {}
+    for line in RESULTS.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            latest[row["stage"]] = row
+    parts = [f"{stage} {latest[stage]['seconds'] * RATIOS[STAGE_BOUND[stage]] / 60:.0f} min"
+             for stage in ("load", "replay", "train", "merge") if stage in latest]
+    peak = max(r.get("gpu_all_processes_gib") or 0 for s, r in latest.items() if s in ("load", "replay", "train"))
+    return (f"Projected for the free T4 from its simulation on an H200 (the default 7B recipe, one epoch of "
+            f"domain.jsonl): {', '.join(parts)}; training holds {peak} of the T4's 15 GiB. The GGUF export on a "
+            "T4 is not measured yet: [docs/t4.md](docs/t4.md) says what has run and what is left.")
+
+
+SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table,
+            "t4": t4_line}
 
 
 def render(text: str) -> str:

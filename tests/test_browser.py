@@ -80,7 +80,7 @@ def test_panel_moves_are_validated_into_the_config(panel):
     assert c.learning_rate == 2.2e-4  # a slider position keeps the 2 digits its readout shows
     assert c.weight_decay == 0.05 and c.lora_dropout == 0.05
     assert (c.gradient_accumulation_steps, c.lr_scheduler_type) == (4, "cosine")
-    assert c.augment.enabled is True and c.augment.replay == 50 and c.augment.rephrasings == 2
+    assert c.augment.enabled is True and c.augment.replay == 50 and c.augment.rephrasings == 6
     assert "8 x 4 = <b>32</b>" in panel.effective.value
     panel.widgets["learning_rate"].value = 1.234e-6  # typed: kept as typed (no fixed decimals)
     assert panel.config.learning_rate == 1.234e-6

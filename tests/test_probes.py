@@ -17,7 +17,7 @@ from unslothify.config import load_config, replace
 from unslothify.data import DataError, Item, read_jsonl_items
 from unslothify.evaluation import is_recalled
 from unslothify.probes import build_probes, choose_objective, key_terms
-from unslothify.runs import Version, best_version, best_rule
+from unslothify.runs import Version, best_rule, best_version, retention_noise
 from unslothify.callbacks import knowledge_message, steering_message
 
 
@@ -155,6 +155,10 @@ def test_best_is_the_highest_recall_that_keeps_retention():
     assert best_version(vs).name == "v004", "v003 forgot too much; v002 and v004 tie on recall, v004 kept more"
     assert best_version(vs[:3]).name == "v002"
     assert best_version([version(1, 0.5, 0.7), version(2, 0.6, 0.8)]).name == "v002", "none keeps: the one that kept most"
+    # none keeps 90 %: retention that differs by less than the noise of 30 probes (0.24) does not rank them
+    assert retention_noise(30) == 0.24 and retention_noise(120) == 0.12
+    wandering = [version(1, 0.20, 0.77), version(2, 0.90, 0.61), version(3, 1.00, 0.58), version(4, 1.00, 0.45)]
+    assert best_version(wandering).name == "v003", "v004 forgot more than the noise explains"
     assert "probe recall" in best_rule(vs)
     by_loss = [version(1, eval_loss=2.0), version(2, eval_loss=1.5), version(3, eval_loss=1.7)]
     assert best_version(by_loss).name == "v002" and best_rule(by_loss) == "lowest validation loss"

@@ -71,7 +71,8 @@ def steering_message(history: list[dict], best_version_name: str | None = None) 
 
 def probed_trainer_class():
     """SFTTrainer whose evaluations also score the knowledge and retention probes (set `probe`: a callable
-    model -> {'probe_recall', 'probe_retention', 'probe_seconds'}).
+    (model, at_base) -> {'probe_recall', 'probe_retention', 'probe_seconds'}; at_base: the evaluation before
+    the first step of a run, eval_on_start).
 
     They are added to the evaluation's metrics in `log`, before any callback runs: Trainer.evaluate() hands
     this same dict to log() and then to on_evaluate(), so the trackers, the loss history, the progress line,
@@ -84,7 +85,8 @@ def probed_trainer_class():
 
         def log(self, logs, *args, **kwargs):
             if self.probe is not None and "eval_loss" in logs:
-                logs.update({f"eval_{k}": v for k, v in self.probe(self.model).items()})
+                at_base = self.state.global_step == 0 and self.args.eval_on_start
+                logs.update({f"eval_{k}": v for k, v in self.probe(self.model, at_base).items()})
             return super().log(logs, *args, **kwargs)
 
     return ProbedSFTTrainer

@@ -6,7 +6,7 @@ import platform
 import shutil
 import subprocess
 
-from .device import has_cuda, precision
+from .device import CUDA_CONTEXT_GIB, has_cuda, precision
 from .runtime import installed_version as _version
 
 
@@ -25,14 +25,17 @@ def _run(cmd: list[str]) -> str | None:
 # all linear layers; sections 2 and 2b): 4-bit with Unsloth's checkpointing 4.9 GiB + 0.17 GiB per 1000
 # tokens; 16-bit with checkpointing 14.3 + 0.24; 16-bit without 14.0 + 4.4 per 1000 tokens. 4-bit without
 # checkpointing was not measured: its slope is taken from 16-bit (activations do not depend on the weights'
-# storage). CUDA's own context (~0.5 GiB, outside torch's count) is added.
+# storage). A whole run needs more than its training steps: the T4 simulation of the 7B recipe (docs/t4.md:
+# replay generation, the probes' batched generation at each evaluation, fp16) reserved 9.07 GiB at 4096 tokens
+# a step where this model's training alone predicts 5.6, so RUN_EXTRA_GIB is added. CUDA's own context
+# (outside torch's count) is added too.
 MEMORY_MODEL = {  # (load_in_4bit, gradient_checkpointing): (GiB floor, GiB per 1000 tokens per step)
     (True, True): (4.9, 0.17),
     (False, True): (14.3, 0.24),
     (False, False): (14.0, 4.4),
     (True, False): (4.9, 4.4),
 }
-CUDA_CONTEXT_GIB = 0.5
+RUN_EXTRA_GIB = 3.4  # 9.07 - (4.9 + 0.17 x 4.096), measured on the T4 simulation (docs/t4.md)
 # Memory as torch reports it (nvidia-smi MiB / 1024).
 CARDS = [("T4", 15.0), ("L4", 22.5), ("A100 40GB", 40.0), ("A100 80GB", 80.0), ("H100 80GB", 79.6)]
 
@@ -45,7 +48,7 @@ def tokens_per_step(cfg) -> int:
 
 def memory_needed_gib(cfg) -> float:
     floor, slope = MEMORY_MODEL[(bool(cfg.load_in_4bit), bool(cfg.gradient_checkpointing))]
-    return round(floor + slope * tokens_per_step(cfg) / 1000 + CUDA_CONTEXT_GIB, 1)
+    return round(floor + slope * tokens_per_step(cfg) / 1000 + RUN_EXTRA_GIB + CUDA_CONTEXT_GIB, 1)
 
 
 def fit_table(cfg, found: tuple[str, float] | None = None) -> list[dict]:

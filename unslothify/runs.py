@@ -110,16 +110,35 @@ class Run:
 RETENTION_FLOOR = 0.9
 
 
+def retention_noise(probes: int | None) -> float:
+    """Two standard errors of the difference between two versions' retention on the same `probes` questions
+    (at a retention of 0.7, where the embedded model sits): differences smaller than this are noise. With the
+    embedded model's 31 retention probes, 0.23. On the H200 lever runs (docs/probes.md) retention fell to
+    0.55-0.77 in the first epoch and then wandered within this band while recall rose from 0.2 to 1.0."""
+    n = max(1, probes or 30)
+    return round(2 * (2 * 0.7 * 0.3 / n) ** 0.5, 2)
+
+
+def choose_best(candidates: list[tuple[float, float | None]], probes: int | None = None) -> int:
+    """The index of the best of (probe recall, probe retention) pairs, in saving order: the highest recall
+    among those keeping retention >= RETENTION_FLOOR (ties: more retention, then the later one). When none
+    keeps it, the highest recall among those whose retention is within the measurement's noise of the one
+    that kept most: ranking by the noise alone picked early, half-trained versions (docs/probes.md)."""
+    retention = [1.0 if r is None else r for _, r in candidates]
+    kept = [i for i, r in enumerate(retention) if r >= RETENTION_FLOOR]
+    if not kept:
+        top = max(retention)
+        kept = [i for i, r in enumerate(retention) if r >= top - retention_noise(probes) - 1e-9]
+    return max(kept, key=lambda i: (candidates[i][0], retention[i], i))
+
+
 def best_version(versions: list[Version]) -> Version:
-    """Knowledge objective (versions with probe scores): the highest probe recall among the versions whose
-    retention stays at or above RETENTION_FLOOR (on a tie, the higher retention, then the later version); when
-    none does, the one that kept the most. Otherwise (skill): the lowest validation loss. No scores: the latest."""
+    """Knowledge objective (versions with probe scores): choose_best over their final probe scores. Otherwise
+    (skill): the lowest validation loss. No scores: the latest."""
     probed = [v for v in versions if v.probe_recall is not None]
     if probed:
-        kept = [v for v in probed if (v.probe_retention if v.probe_retention is not None else 1.0) >= RETENTION_FLOOR]
-        if kept:
-            return max(kept, key=lambda v: (v.probe_recall, v.probe_retention or 0.0, v.number))
-        return max(probed, key=lambda v: (v.probe_retention or 0.0, v.probe_recall, v.number))
+        probes = max((v.manifest.get("retention_probes") or 0 for v in probed), default=0) or None
+        return probed[choose_best([(v.probe_recall, v.probe_retention) for v in probed], probes)]
     scored = [v for v in versions if v.eval_loss is not None]
     return min(scored, key=lambda v: (v.eval_loss, -v.number)) if scored else versions[-1]
 
@@ -128,7 +147,7 @@ def best_rule(versions: list[Version]) -> str:
     """What `best` means for these versions, in one line."""
     if any(v.probe_recall is not None for v in versions):
         return (f"highest probe recall among versions keeping retention >= {RETENTION_FLOOR:.0%} of the base "
-                f"model's")
+                f"model's (when none does: among those within the measurement's noise of the one that kept most)")
     return "lowest validation loss"
 
 
