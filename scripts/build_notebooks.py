@@ -144,8 +144,9 @@ NOTEBOOKS = {
            "Re-run it to train more. It says so when retention falls under 90 % or recall stalls while training "
            "loss falls (objective skill: when validation loss rises at two evaluations in a row while training loss "
            "falls). Under the curves it lists every version with its metrics; `*` marks the best: the highest "
-           "recall among the versions that keep retention at 90 % or more (objective skill: the lowest "
-           "validation loss)."),
+           "recall among the versions that keep retention at 90 % or more; if none does, among those whose "
+           "retention is as good as the best within the probes' noise (objective skill: the lowest validation "
+           "loss)."),
         code("from unslothify.notebook import versions\n\nversion = ft.train(panel.config, more_epochs)\n"
              "versions(cfg.output_dir)"),
     ],

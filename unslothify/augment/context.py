@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..data import Item
-from .checks import Rejects, norm_question, single_turn, user_text
+from .checks import Rejects, answer_text, check_answer_text, names, norm_question, single_turn, user_text
 
 
 @dataclass
@@ -46,6 +46,21 @@ class Context:
         item = Item(line=0, source=str(self.cfg.data), messages=messages, text=text, kind=kind, source_line=line)
         self._by_line.setdefault(line, []).append(item)
         return item
+
+    def checked(self, kind: str, text: str, src: Item, facts: str, seen: set[str] | None = None) -> bool:
+        """Whether a generated answer-side text made from src keeps the facts of `facts` (its names and
+        numbers) and adds none (check_answer_text), and is not one of `seen` (texts already trained, which it
+        joins); a rejected one is counted under kind with the reason."""
+        q = user_text(src)
+        reason = check_answer_text(text, q + " " + answer_text(src), tuple(sorted(names(facts))), keep_numbers=facts)
+        if reason is None and seen is not None and text in seen:
+            reason = "copy"
+        if reason:
+            self.rejects.add(kind, reason, text)
+            return False
+        if seen is not None:
+            seen.add(text)
+        return True
 
     def add_standalone(self, item: Item) -> Item:
         """A record not made from a training item (replay): written after the others, its source its own."""

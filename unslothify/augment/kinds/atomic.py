@@ -5,10 +5,8 @@ its own rather than only inside a paragraph. Nothing is reworded, so it holds in
 
 from __future__ import annotations
 
-import json
-
 from ...knobs import knob
-from ..checks import WORD, answer_text, check_answer_text, names, sentences, system_messages, user_text
+from ..checks import WORD, answer_text, sentences, system_messages, user_text
 from . import Kind
 from .statement import statement_for
 
@@ -16,7 +14,7 @@ MIN_WORDS = 5  # shorter sentences ("Yes.", "It depends.") carry no fact of thei
 
 
 def run(ctx) -> None:
-    seen_text = {json.dumps(i.text) for i in ctx.train if i.text is not None}
+    seen_text = {i.text for i in ctx.train if i.text is not None}
     for item in ctx.chat_items:
         q, ans = user_text(item), answer_text(item)
         parts = [s for s in sentences(ans) if len(WORD.findall(s)) >= MIN_WORDS]
@@ -24,13 +22,8 @@ def run(ctx) -> None:
             continue
         for sent in parts:
             statement = statement_for(q, sent)
-            reason = check_answer_text(statement, q + " " + ans, tuple(sorted(names(sent))), keep_numbers=sent)
-            if reason is None and json.dumps(statement) in seen_text:
-                reason = "copy"
-            if reason:
-                ctx.rejects.add("atomic", reason, statement)
+            if not ctx.checked("atomic", statement, item, sent, seen_text):
                 continue
-            seen_text.add(json.dumps(statement))
             ctx.add(item, "atomic", text=statement)
             ctx.add(item, "atomic", messages=system_messages(item) + [{"role": "user", "content": q},
                                                                       {"role": "assistant", "content": sent}])

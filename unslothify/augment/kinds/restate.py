@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from ...knobs import knob
-from ..checks import answer_text, check_answer_text, names, sentences, system_messages, user_text
+from ..checks import answer_text, sentences, system_messages, user_text
 from ..english import is_english
 from . import Kind
 from .reverse import _subject_first, answer_entity
@@ -46,9 +46,7 @@ def run(ctx) -> None:
         variant = restated(q, ans, rng)
         if variant is None:
             continue
-        reason = check_answer_text(variant, q + " " + ans, tuple(sorted(names(ans))), keep_numbers=ans)
-        if reason:
-            ctx.rejects.add("restate", reason, variant)
+        if not ctx.checked("restate", variant, item, ans):
             continue
         ctx.add(item, "restate", messages=system_messages(item) + [{"role": "user", "content": q},
                                                                    {"role": "assistant", "content": variant}])

@@ -3,10 +3,8 @@ the fact is also stored outside the question-answer format."""
 
 from __future__ import annotations
 
-import json
-
 from ...knobs import knob
-from ..checks import FUNCTION_WORDS, WORD, answer_text, check_answer_text, has_word, names, user_text
+from ..checks import FUNCTION_WORDS, WORD, answer_text, has_word, names, user_text
 from . import Kind
 
 
@@ -30,18 +28,12 @@ def statement_for(question: str, answer: str) -> str:
 
 
 def run(ctx) -> None:
-    seen_text = {json.dumps(i.text) for i in ctx.train if i.text is not None}
+    seen_text = {i.text for i in ctx.train if i.text is not None}
     for item in ctx.chat_items:
-        q, ans = user_text(item), answer_text(item)
-        st = statement_for(q, ans)
-        reason = check_answer_text(st, q + " " + ans, tuple(sorted(names(ans))), keep_numbers=ans)
-        if reason is None and json.dumps(st) in seen_text:
-            reason = "copy"
-        if reason:
-            ctx.rejects.add("statement", reason, st)
-            continue
-        seen_text.add(json.dumps(st))
-        ctx.add(item, "statement", text=st)
+        ans = answer_text(item)
+        st = statement_for(user_text(item), ans)
+        if ctx.checked("statement", st, item, ans, seen_text):
+            ctx.add(item, "statement", text=st)
 
 
 KIND = Kind(
