@@ -43,8 +43,8 @@ def test_plan_sizes_each_stage():
                   packed=False)
     assert stages["steps"] == 20, "40 items / 4 a step, 2 epochs"
     assert stages["training"] == pytest.approx(2 * 4000 * 0.001), "2 epochs of 40 x 100 padded tokens"
-    # 3 evaluations (before, after each epoch), each 2 x ceil(32 / 16) batches of up to 48 new tokens
-    assert stages["probes"] == pytest.approx(3 * 2 * 2 * 0.05 * 48)
+    # 3 evaluations (before, after each epoch), each 2 x ceil(32 / 16) batches of up to 32 new tokens
+    assert stages["probes"] == pytest.approx(3 * 2 * 2 * 0.05 * 32)
     assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.5 * 0.05 * 64), "base and tuned, half the cap"
     assert stages["export"] == 30.0
     packed = plan(replace(cfg, max_seq_length=400), timing, lengths, 32, 16, False, packed=True)
