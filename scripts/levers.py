@@ -2,7 +2,7 @@
 """What teaches the facts: each lever of issue "Teach the facts" trained and scored as `run` would, over
 seeds, on the sets of invented facts and on domain.jsonl, on this machine (CPU or GPU).
 
-    python scripts/levers.py sweep --levers base,rephrase6,restate --sets invented-b,domain --seeds 1,2,3
+    python scripts/levers.py sweep --levers defaults,rephrase2,restate --sets invented-b,domain --seeds 1,2,3
     python scripts/levers.py sweep ... --parallel 12 --deadline 540   # a GPU runs many small runs at once
     python scripts/levers.py report                                    # the tables in docs/augmentation.md
 
@@ -30,7 +30,7 @@ DOC = ROOT / "docs" / "augmentation.md"
 # The default recipe of the model (recipes/smollm2-*.yaml) and the augmentation defaults, plus one change each.
 # Rows measured before rephrasings became 6 (2026-12-03) name their defaults' run rephrase2.
 LEVERS = {
-    "base": {},
+    "defaults": {},
     "rephrase2": {"augment": {"rephrasings": 2}},
     "rephrase6": {"augment": {"rephrasings": 6}},
     "restate": {"augment": {"restate": True}},
