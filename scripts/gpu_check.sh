@@ -25,6 +25,7 @@
 # t4-build  scripts/t4_sim.py build: a Mistral-7B-shaped random model saved pre-quantised in 4-bit (/tmp/t4).
 # t4-run    scripts/t4_sim.py run: `run`'s stages under a T4's limits (load, replay, train 1 epoch, save, merge +
 #           check). t4-export: notebook 03's (GGUF q8_0 + check, a chat reply), in the next call while warm.
+# measure   scripts/measure_run.py: `run --model embedded` as a user runs it (MEASURE_SETS, MEASURE_SEEDS).
 # levers    scripts/levers.py sweep on the embedded model (LEVERS, LEVER_SETS, LEVER_SEEDS, LEVER_PARALLEL).
 # Logs go to $OUT (or ./gpu-check-out).
 set -uo pipefail
@@ -164,6 +165,13 @@ for step in "${steps[@]}"; do
       timeout "${T4_TIMEOUT:-560}" python3 scripts/t4_sim.py "${step#t4-}" --work /tmp/t4 2>&1 | grep -v 'it/s]\|s/it]' | tee -a "$OUT/t4.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       cp /tmp/t4/stages.jsonl "$OUT/t4-stages.jsonl" 2>/dev/null ;;
+    measure)
+      # `run` as a user runs it, on the embedded model, alone on the card (docs/measurements/gpu-<set>.jsonl)
+      for s in ${MEASURE_SETS:-invented domain}; do
+        timeout "${MEASURE_TIMEOUT:-1200}" python3 scripts/measure_run.py --set "$s" --seeds "${MEASURE_SEEDS:-1}" \
+            --args "--model embedded" --out "$OUT/gpu-$s.jsonl" 2>&1 | tee -a "$OUT/measure.log"
+        r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
+      done ;;
     levers)
       python3 scripts/levers.py sweep --levers "${LEVERS:-base}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
           --parallel "${LEVER_PARALLEL:-12}" --deadline "${LEVER_DEADLINE:-240}" --grace "${LEVER_GRACE:-240}" \

@@ -63,6 +63,7 @@ def main():
             row = {"set": args.set, "seed": seed, "args": args.args, "machine": machine(), "load_before": load,
                    "load_after": os.getloadavg()[0], "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
                    "wall_seconds": round(wall, 1), "train_seconds": manifest["train_seconds"],
+                   "probe_seconds": manifest.get("probe_seconds"),
                    "epochs": manifest["epochs_this_call"], "steps": manifest["cumulative_steps"],
                    "train_items": manifest["train_items"], "summary": summary,
                    "expected": next((line for line in proc.stdout.splitlines() if line.startswith("Expected time")), "")}
