@@ -39,12 +39,13 @@ def test_plan_sizes_each_stage():
                   max_new_tokens=64, evals_per_epoch=1)
     timing = {"train_seconds_per_token": 0.001, "decode_step_seconds": 0.05}
     lengths = [100] * 40
-    stages = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, probes=64,
+    stages = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, probes=(40, 32),
                   packed=False)
     assert stages["steps"] == 20, "40 items / 4 a step, 2 epochs"
     assert stages["training"] == pytest.approx(2 * 4000 * 0.001), "2 epochs of 40 x 100 padded tokens"
-    # 3 evaluations (before, after each epoch), each 2 x ceil(32 / 16) batches of up to 32 new tokens
-    assert stages["probes"] == pytest.approx(3 * 2 * 2 * 0.05 * 32)
+    # 3 evaluations (before, after each epoch): one generate call of up to 32 new tokens for the 40 knowledge
+    # probes at each (48 or 64 to a call), one for the 32 retention probes after each epoch
+    assert stages["probes"] == pytest.approx((3 + 2) * 0.05 * 32)
     assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.5 * 0.05 * 64), "base and tuned, half the cap"
     assert stages["export"] == 30.0
     packed = plan(replace(cfg, max_seq_length=400), timing, lengths, 32, 16, False, packed=True)

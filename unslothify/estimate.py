@@ -45,16 +45,21 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
     model.train()
     per_token = []
     rng = random.Random(0)
-    for i in range(4):  # the first pass pays one-off costs; the median of three is steadier than one (+-20 %)
+    # The first two passes pay one-off costs (on 2 CPU cores 1.8x and 2.7x a steady pass: kernels chosen, memory
+    # mapped); the fastest of the next three is the steady state, which a training step of the same rows matched
+    # (0.0016 s a token on 2 cores, against 0.0028 when the second pass was counted).
+    for i in range(5):
         picked = rng.sample(list(rows), min(batch, len(rows)))
         ids = torch.tensor([list(r[:median]) + [tokenizer.pad_token_id] * (median - len(r[:median])) for r in picked],
                            device=device)
         started = time.perf_counter()
         model(input_ids=ids, labels=ids).loss.backward()
-        if i:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
             per_token.append((time.perf_counter() - started) / ids.numel())
     model.zero_grad(set_to_none=True)
-    train_per_token = sorted(per_token)[1]
+    train_per_token = min(per_token)
     for_inference(model)
     prompt = torch.tensor([rows[0][:32]] * GENERATION_BATCH, device=device)
     new = 8
@@ -70,10 +75,11 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
 
 
 def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
-         probes: int = 0, packed: bool | None = None) -> dict:
-    """Seconds per stage: training, the probes at its evaluations (probes: knowledge and retention probes asked
-    at each one), the merged export, base and tuned scoring. packed: whether steps are packed rows (default:
-    as training will run here, sft_config.packed)."""
+         probes: tuple[int, int] = (0, 0), packed: bool | None = None) -> dict:
+    """Seconds per stage: training, the probes at its evaluations (probes: the knowledge and the retention
+    probes asked at each one), the merged export, base and tuned scoring. packed: whether steps are packed rows
+    (default: as training will run here, sft_config.packed)."""
+    from .probes import probe_batch_size
     from .sft_config import packed as packs
 
     packed = packs(cfg) if packed is None else packed
@@ -85,12 +91,16 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     # cores, the eval sets' answers took 0.45 of the time of running every one to max_new_tokens
     per_generation = 0.5 * timing["decode_step_seconds"] * cfg.max_new_tokens
     batches = lambda n: math.ceil(n / GENERATION_BATCH)  # noqa: E731
-    evaluations = 1 + math.ceil(cfg.num_train_epochs * cfg.evals_per_epoch)  # and one before training
+    evaluations = math.ceil(cfg.num_train_epochs * cfg.evals_per_epoch)  # and one before training, below
+    # One generate call per batch of probes, each about as long as a decoding batch of 16 (2 CPU cores: 3 calls
+    # of up to 40 probes took 9.5 s, against 8.0 s so sized); the one before training skips the retention probes.
+    knowledge, retention = probes
+    calls = lambda n: math.ceil(n / probe_batch_size())  # noqa: E731
     probe_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS)
     return {
         "steps": steps,
         "training": cfg.num_train_epochs * tokens * timing["train_seconds_per_token"],
-        "probes": evaluations * 2 * batches(probes / 2) * probe_generation,
+        "probes": ((evaluations + 1) * calls(knowledge) + evaluations * calls(retention)) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
         "scoring": 2 * (batches(eval_questions) + batches(general_questions)) * per_generation,
     }
@@ -115,7 +125,8 @@ def stage_counts(cfg, data, export: bool) -> dict:
     prepared = data.prepared
     return {"train_lengths": [len(r) for r in data.train["input_ids"]],
             "eval_questions": len(load_questions(cfg.eval_questions)), "general_questions": general,
-            "export": export, "probes": len(prepared.probes) + RETENTION_PROBES if prepared.objective == "knowledge" else 0}
+            "export": export,
+            "probes": (len(prepared.probes), RETENTION_PROBES) if prepared.objective == "knowledge" else (0, 0)}
 
 
 def epochs_within_cap(cfg, timing: dict, counts: dict) -> float | None:
