@@ -102,12 +102,13 @@ def t4_line() -> str:
             row = json.loads(line)
             latest[row["stage"]] = row
     parts = [f"{stage} {latest[stage]['seconds'] * RATIOS[STAGE_BOUND[stage]] / 60:.0f} min"
-             for stage in ("load", "replay", "train", "merge") if stage in latest]
-    peak = max(r.get("gpu_all_processes_gib") or 0 for s, r in latest.items() if s in ("load", "replay", "train"))
-    return (f"Projected for the free T4 from its simulation on an H200 (the default 7B recipe, one epoch of "
-            f"domain.jsonl, measured at `augment.rephrasings: 2`; the default 6 doubles an epoch's items): "
-            f"{', '.join(parts)}; training holds {peak} of the T4's 15 GiB. The GGUF export on a T4 is not measured "
-            "yet: [docs/t4.md](docs/t4.md) says what has run and what is left.")
+             for stage in ("load", "replay", "train", "merge", "gguf", "chat") if stage in latest]
+    peak = max(r.get("gpu_all_processes_gib") or 0 for r in latest.values())
+    date = max(r.get("date", "") for r in latest.values())[:10]
+    return (f"Projected for the free T4 from its simulation on an H200 ({date}: the default 7B recipe, one epoch "
+            f"of domain.jsonl, every stage under a T4's 15 GiB and 12.7 GB of RAM): {', '.join(parts)}; the "
+            f"largest stage holds {peak} of the T4's 15 GiB. [docs/t4.md](docs/t4.md) has each stage and the "
+            "method.")
 
 
 SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table,
