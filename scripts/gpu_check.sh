@@ -173,7 +173,7 @@ for step in "${steps[@]}"; do
         r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       done ;;
     levers)
-      python3 scripts/levers.py sweep --levers "${LEVERS:-base}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
+      python3 scripts/levers.py sweep --levers "${LEVERS:-defaults}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
           --parallel "${LEVER_PARALLEL:-12}" --deadline "${LEVER_DEADLINE:-240}" --grace "${LEVER_GRACE:-240}" \
           --evals-per-epoch "${LEVER_EVALS:-2}" --out "$OUT/levers-gpu.jsonl" --logs /tmp/levers-logs 2>&1 | tee -a "$OUT/levers.log"
       for f in /tmp/levers-logs/*.log; do grep -q '"set"' "$f" || { echo "== $f"; tail -5 "$f"; } ; done >> "$OUT/levers.log" 2>&1 ;;
