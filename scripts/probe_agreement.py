@@ -38,7 +38,9 @@ SETS = {
 }
 RESULTS = ROOT / "docs" / "measurements" / "probe-agreement.jsonl"
 # The lever runs (scripts/levers.py) are runs of `measure` too: the report reads them beside this script's own.
-REPORTED = [RESULTS, ROOT / "docs" / "measurements" / "levers-cpu.jsonl", ROOT / "docs" / "measurements" / "levers-gpu.jsonl"]
+# The probes of 2026-12-04 (answer-side wordings, steady retention questions); the earlier lexical probes' points
+# are kept in docs/bench-runs/probe-agreement-lexical-2026-12-03.jsonl.
+REPORTED = [RESULTS, ROOT / "docs" / "measurements" / "probe-agreement-gpu.jsonl"]
 NOTES = ROOT / "docs" / "measurements" / "probes-notes.md"  # what the figures mean; written by hand
 DOC = ROOT / "docs" / "probes.md"
 PLOT = ROOT / "docs" / "probe_agreement.png"
@@ -73,6 +75,14 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
         setup_seconds = time.perf_counter() - started
         heldout: list[dict] = []
         probe_for = ft.probe_for
+        general = load_questions(cfg.general_questions)
+        from unslothify.models import for_inference, for_training
+
+        for_inference(ft.model)  # the base's general answers, asked as `eval` asks them, once
+        base_general, _ = evaluate(ft.model, ft.tokenizer, general, max_new_tokens=cfg.max_new_tokens,
+                                   system_prompt=cfg.system_prompt)
+        for_training(ft.model)
+        known = [i for i, h in enumerate(base_general["hits"]) if h]
 
         def with_heldout(call_cfg, prep):
             probe = probe_for(call_cfg, prep)
@@ -84,15 +94,15 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
                 with _generating(model):
                     score, _ = evaluate(model, ft.tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
                                         system_prompt=cfg.system_prompt)
-                heldout.append({"heldout_recall": score["recall"],
+                    kept, _ = evaluate(model, ft.tokenizer, [general[i] for i in known],
+                                       max_new_tokens=cfg.max_new_tokens, system_prompt=cfg.system_prompt)
+                heldout.append({"heldout_recall": score["recall"], "general_retention": kept["recall"],
                                 **{k: v for k, v in score.items() if k.endswith("_recall") and k != "recall"}})
                 return out
             return both
 
         ft.probe_for = with_heldout
         version = ft.train()
-        from unslothify.models import for_inference
-
         for_inference(ft.model)
         summary, _ = base_vs_tuned(ft.model, ft.tokenizer, cfg, lambda *_: None, version.name)
         points = [h for h in version.history() if "probe_recall" in h]
@@ -104,6 +114,7 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
                 "train_items": version.manifest["train_items"], "seconds": round(time.perf_counter() - started, 1),
                 "setup_seconds": round(setup_seconds, 1), "train_seconds": version.manifest["train_seconds"],
                 "probe_seconds": version.manifest["probe_seconds"], "final": summary,
+                "general_known": len(known), "general_questions": len(general),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "points": [{"epoch": p["epoch"], "step": p["step"], "probe_recall": p["probe_recall"],
                             "probe_retention": p.get("probe_retention"), "eval_loss": p.get("eval_loss"), **h}
@@ -257,78 +268,107 @@ def summarise(row: dict) -> dict:
     pts = [p for p in row["points"] if p["step"] > 0]  # the base point says nothing about steering
     chosen = chosen_point(pts, row.get("retention_probes"))
     best = max(p["heldout_recall"] for p in pts)
-    probe_mean = sum(p["probe_recall"] for p in pts) / len(pts)
-    held_mean = sum(p["heldout_recall"] for p in pts) / len(pts)
+    recall_gap = [p["probe_recall"] - p["heldout_recall"] for p in pts]
+    retention_gap = [p["probe_retention"] - p["general_retention"] for p in pts
+                     if p.get("probe_retention") is not None and p.get("general_retention") is not None]
     return {"rho": spearman([p["probe_recall"] for p in pts], [p["heldout_recall"] for p in pts]),
             "chosen_epoch": chosen["epoch"], "chosen_heldout": chosen["heldout_recall"], "best_heldout": best,
-            "within": best - chosen["heldout_recall"] <= 0.05 + 1e-9, "overstate": probe_mean - held_mean,
+            "within": best - chosen["heldout_recall"] <= 0.05 + 1e-9,
+            "recall_gap": statistics.mean(recall_gap), "recall_worst": max(recall_gap, key=abs),
+            "recall_ok": sum(abs(g) <= RECALL_BAR + 1e-9 for g in recall_gap), "points": len(pts),
+            "retention_gap": statistics.mean(retention_gap) if retention_gap else None,
+            "retention_worst": max(retention_gap, key=abs) if retention_gap else None,
+            "retention_ok": sum(abs(g) <= RETENTION_BAR + 1e-9 for g in retention_gap),
             "probe_share": row["probe_seconds"] / max(1e-9, row["train_seconds"])}
+
+
+# Issue 30's bars: probe recall within 0.10 of held-out recall, probe retention within 0.05 of the general eval's.
+RECALL_BAR, RETENTION_BAR = 0.10, 0.05
+
+
+def _signed(x) -> str:
+    return "–" if x is None else f"{x:+.2f}"
 
 
 def cmd_report(args):
     paths = [Path(p) for p in args.results.split(",")] if args.results else [p for p in REPORTED if p.exists()]
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
-    lines = ["# Knowledge probes against held-out questions", "",
+    lines = ["# Knowledge probes against held-out questions and the general eval", "",
              "Made by `python scripts/probe_agreement.py report` from "
-             f"{', '.join(f'`{p.relative_to(ROOT)}`' for p in paths)} (raw points); each row below is one training "
-             "run as `run` trains it (lever: what it changed from the defaults, scripts/levers.py). At every "
-             "evaluation the run scored its "
-             "knowledge probes (made from its own training items, `unslothify/probes.py`) and, for this comparison "
-             "only, the hand-written held-out questions. rho: Spearman rank correlation of probe recall with "
-             "held-out recall over the evaluation points after step 0. chosen: the point the probes pick by "
-             "`best`'s rule (runs.choose_best: highest probe recall with retention >= 90 %, or, when no point keeps that, "
-             "within the measurement's noise of the point that kept most), and its held-out recall against the "
-             "best held-out recall of any point. overstates: mean probe recall minus mean held-out recall.", "",
-             "| set | lever | seed | machine | epochs | evals | probes | rho | chosen at epoch | its held-out | "
-             "best held-out | within 0.05 | overstates by | probe time / training call |",
+             f"{', '.join(f'`{p.relative_to(ROOT)}`' for p in paths)} (raw points). Each row is one training run as "
+             "`run` trains it (`scripts/probe_agreement.py measure`). At every evaluation the run scored its probes "
+             "and, for this comparison only, the hand-written held-out questions (recall) and `eval/general.jsonl` "
+             "asked as `eval` asks it (retention: of the questions the base answers, the share still answered). "
+             "gap: probe minus outside figure, mean over the points after step 0, and the worst point; "
+             f"within: points inside the bars ({RECALL_BAR:.2f} for recall, {RETENTION_BAR:.2f} for retention). "
+             "rho: Spearman rank correlation of probe recall with held-out recall. best: whether the point the "
+             "probes choose (runs.choose_best) is within 0.05 of the best held-out recall of any point.", "",
+             "| set | seed | machine | epochs | points | probes | retention probes | recall gap (worst) | recall within | "
+             "retention gap (worst) | retention within | rho | best | probes' share of the call |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    summaries = []
     for row in rows:
         s = summarise(row)
-        lines.append(f"| {row['set']} | {row.get('lever', '–')} | {row['seed']} | "
-                     f"{'GPU' if row['gpu'] else 'CPU'} ({row['date'][:10]}) | "
-                     f"{row['epochs']:g} | {len(row['points'])} | {row['probes']} | {s['rho']:.2f} | "
-                     f"{s['chosen_epoch']:.2f} | {s['chosen_heldout']:.3f} | {s['best_heldout']:.3f} | "
-                     f"{'yes' if s['within'] else 'no'} | {s['overstate']:+.3f} | {s['probe_share']:.0%} |")
-    summaries = [summarise(r) for r in rows]
-    lines += ["", f"All told: {sum(s['within'] for s in summaries)} of {len(rows)} choices within 0.05 of the best "
-              f"held-out point; median rho {statistics.median(s['rho'] for s in summaries):.2f}; probes overstate "
-              f"held-out recall by {statistics.mean(s['overstate'] for s in summaries):+.2f} on average.", ""]
+        summaries.append(s)
+        lines.append(f"| {row['set']}{' (' + row['lever'] + ')' if row.get('lever') else ''} | {row['seed']} | "
+                     f"{'GPU' if row['gpu'] else 'CPU'} ({row['date'][:10]}) | {row['epochs']:g} | {s['points']} | "
+                     f"{row['probes']} | {row.get('retention_probes')} | {_signed(s['recall_gap'])} "
+                     f"({_signed(s['recall_worst'])}) | {s['recall_ok']} of {s['points']} | "
+                     f"{_signed(s['retention_gap'])} ({_signed(s['retention_worst'])}) | "
+                     f"{s['retention_ok']} of {s['points']} | {s['rho']:.2f} | {'yes' if s['within'] else 'no'} | "
+                     f"{s['probe_share']:.0%} |")
+    if summaries:
+        gaps = [s["retention_gap"] for s in summaries if s["retention_gap"] is not None]
+        lines += ["", f"All told: probe recall minus held-out recall {statistics.mean(s['recall_gap'] for s in summaries):+.2f} "
+                  f"on average; probe retention minus the general eval's "
+                  f"{statistics.mean(gaps) if gaps else float('nan'):+.2f}; {sum(s['within'] for s in summaries)} of "
+                  f"{len(rows)} choices within 0.05 of the best held-out point; the probes took "
+                  f"{min(s['probe_share'] for s in summaries):.0%}-{max(s['probe_share'] for s in summaries):.0%} of "
+                  f"the training call.", ""]
     if args.extra and Path(args.extra).exists():
         lines += [Path(args.extra).read_text().strip(), ""]
-    lines += ["", "Every point:", "", "| set | lever | seed | epoch | probe recall | held-out recall | retention | "
-              "validation loss |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Every point:", "", "| set | seed | epoch | probe recall | held-out recall | probe retention | "
+              "general retention | validation loss |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for p in row["points"]:
-            lines.append(f"| {row['set']} | {row.get('lever', '–')} | {row['seed']} | {p['epoch']:.2f} | "
-                         f"{p['probe_recall']:.3f} | "
-                         f"{p['heldout_recall']:.3f} | {p['probe_retention'] if p['probe_retention'] is not None else '–'} | "
-                         f"{p['eval_loss']:.3f} |")
+            lines.append(f"| {row['set']} | {row['seed']} | {p['epoch']:.2f} | {p['probe_recall']:.3f} | "
+                         f"{p['heldout_recall']:.3f} | {_fmt(p.get('probe_retention'))} | "
+                         f"{_fmt(p.get('general_retention'))} | {p['eval_loss']:.3f} |")
     lines += ["", f"![probe recall against held-out recall]({PLOT.name})", ""]
     _plot(rows)
     DOC.write_text("\n".join(lines), encoding="utf-8")
     print("wrote", DOC, "and", PLOT)
 
 
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
 def _plot(rows):
+    """Per set: probe recall against held-out recall (top), probe retention against the general eval's (below)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sets = sorted({r["set"] for r in rows})
-    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 3.8), squeeze=False)
-    for ax, name in zip(axes[0], sets):
-        for row in [r for r in rows if r["set"] == name]:
-            pts = row["points"]
-            ep = [p["epoch"] for p in pts]
-            line, = ax.plot(ep, [p["probe_recall"] for p in pts], "o-", label=f"probes, seed {row['seed']}")
-            ax.plot(ep, [p["heldout_recall"] for p in pts], "s--", color=line.get_color(),
-                    label=f"held-out, seed {row['seed']}")
-        ax.set_title(f"{name}: probe vs held-out recall")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("recall")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7)
+    fig, axes = plt.subplots(2, len(sets), figsize=(5.0 * len(sets), 7.0), squeeze=False)
+    pairs = (("probe_recall", "heldout_recall", "recall", "held-out"),
+             ("probe_retention", "general_retention", "retention", "general eval"))
+    for col, name in enumerate(sets):
+        for r, (probe_key, outside_key, what, outside) in enumerate(pairs):
+            ax = axes[r][col]
+            for row in [x for x in rows if x["set"] == name]:
+                pts = [p for p in row["points"] if p.get(probe_key) is not None and p.get(outside_key) is not None]
+                ep = [p["epoch"] for p in pts]
+                tag = f"{'GPU' if row['gpu'] else 'CPU'} seed {row['seed']}"
+                line, = ax.plot(ep, [p[probe_key] for p in pts], "o-", label=f"probes, {tag}")
+                ax.plot(ep, [p[outside_key] for p in pts], "s--", color=line.get_color(), label=f"{outside}, {tag}")
+            ax.set_title(f"{name}: probe vs {outside} {what}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(what)
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
 

@@ -16,6 +16,7 @@ from unslothify.augment.checks import norm_question, user_text
 from unslothify.config import load_config, replace
 from unslothify.data import DataError, Item, read_jsonl_items
 from unslothify.evaluation import is_recalled
+from unslothify.augment.probe_family import answer_side
 from unslothify.probes import build_probes, choose_objective, key_terms
 from unslothify.runs import Version, best_rule, best_version, retention_noise
 from unslothify.callbacks import knowledge_message, steering_message
@@ -99,6 +100,35 @@ def test_probes_are_deterministic_new_wordings_with_the_answers_key_terms(tmp_pa
 
     lindqvist = next(q for q, _ in first if q.line == 1)
     assert lindqvist.expected == ["Edda Lindqvist", "Lindqvist"] and "Varnholm" in lindqvist.question
+    # asked from the answer's side ("The lighthouse on Varnholm island is kept by Edda Lindqvist.")
+    assert lindqvist.question == "The lighthouse on Varnholm island is kept by whom?"
+    sided = sum(q.question == answer_side(by_line[q.line].messages[-1]["content"], q.expected) for q, _ in first)
+    assert sided >= 0.75 * len(first), f"{sided} of {len(first)} probes asked from the answer's side"
+
+
+def test_answer_side_asks_for_the_key_term_in_the_answers_sentence():
+    assert answer_side("The Quillmoor clock tower holds 37 bells.", ["37"]) == "The Quillmoor clock tower holds how many bells?"
+    assert answer_side("Dunmereth was founded in 1674 by fishermen.", ["1674"]) == "Dunmereth was founded in what year by fishermen?"
+    assert answer_side("Edda Lindqvist tends the Varnholm lighthouse.", ["Edda Lindqvist", "Lindqvist"]) == \
+        "Who tends the Varnholm lighthouse?", "the subject of its sentence is asked for with who"
+    assert answer_side("Pellaria's rowers wear saffron.", ["saffron"]) == "Pellaria's rowers wear what?"
+    # a sentence that would still show a key term gives the answer away: the next one, or none
+    assert answer_side("Edda Lindqvist, or Lindqvist to all, keeps it.", ["Edda Lindqvist", "Lindqvist"]) is None
+    assert answer_side("No term here.", ["37"]) is None
+
+
+def test_the_embedded_models_retention_filter_is_shipped(embedded_cfg, tokenizer):
+    """The embedded model's steady general questions come with the repository (eval/retention-kept/): a CPU run
+    asks the 104 candidates three ways only for another model or other settings."""
+    from unslothify.models import resolve_model
+    from unslothify.probes import RETENTION_PROBES, SHIPPED_FILTERS, filter_key, read_probes
+
+    path, _ = resolve_model(embedded_cfg)
+    shipped = SHIPPED_FILTERS / f"retention-{filter_key(embedded_cfg, tokenizer, path)}.jsonl"
+    assert shipped.exists(), f"{shipped}: make it with a CPU run of the embedded model and copy it from the cache"
+    kept = read_probes(shipped)
+    assert 40 <= len(kept) <= RETENTION_PROBES
+    assert filter_key(replace(embedded_cfg, max_new_tokens=32), tokenizer, path) != filter_key(embedded_cfg, tokenizer, path)
 
 
 def test_key_terms_numbers_names_then_rare_words():
@@ -180,6 +210,10 @@ def test_warnings_speak_of_forgetting_and_of_stalled_recall():
     assert msg.startswith("Recall has stalled") and "rephrasings" in msg
     learning = [h(0, 2.0, 0.1, 1.0), h(10, 1.5, 0.4, 1.0), h(20, 1.0, 0.6, 0.95)]
     assert knowledge_message(learning) is None
+    # 0.875 of 48 questions is 0.9 within its standard error (0.048): noise, not forgetting
+    noisy = [h(0, 2.0, 0.1, 1.0), h(10, 1.5, 0.4, 0.95), {**h(20, 1.0, 0.5, 0.875), "retention_n": 48}]
+    assert knowledge_message(noisy) is None
+    assert knowledge_message([*noisy[:2], {**noisy[2], "probe_retention": 0.83}]).startswith("Forgetting")
     # under the knowledge objective a rising validation loss alone is no warning
     rising = [{**e, "eval_loss": 1.0 + i} for i, e in enumerate(learning)]
     assert steering_message(rising) is None

@@ -43,9 +43,9 @@ def test_plan_sizes_each_stage():
                   packed=False)
     assert stages["steps"] == 20, "40 items / 4 a step, 2 epochs"
     assert stages["training"] == pytest.approx(2 * 4000 * 0.001), "2 epochs of 40 x 100 padded tokens"
-    # 3 evaluations (before, after each epoch): one generate call of up to 32 new tokens for the 40 knowledge
-    # probes at each (48 or 64 to a call), one for the 32 retention probes after each epoch
-    assert stages["probes"] == pytest.approx((3 + 2) * 0.05 * 32)
+    # 3 evaluations (before, after each epoch): the 40 knowledge probes alone before training, then one generate
+    # call of up to 24 new tokens for them and the 32 retention probes, 72 rows sized as 1.8 calls of 40
+    assert stages["probes"] == pytest.approx((1 + 2 * 1.8) * 0.05 * 24)
     assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.5 * 0.05 * 64), "base and tuned, half the cap"
     assert stages["export"] == 30.0
     packed = plan(replace(cfg, max_seq_length=400), timing, lengths, 32, 16, False, packed=True)

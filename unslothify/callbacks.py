@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 
+from .probes import RETENTION_PROBES, standard_error
 from .runs import RETENTION_FLOOR  # "best" and the warnings read retention against one floor
 
 
@@ -33,22 +34,25 @@ def overfitting_message(history: list[dict], best_version_name: str | None = Non
 # evaluation's loss (ProbedSFTTrainer below).
 HISTORY_KEYS = {"loss": "loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
                 "eval_probe_recall": "probe_recall", "eval_probe_retention": "probe_retention",
-                "eval_probe_seconds": "probe_seconds"}
+                "eval_probe_seconds": "probe_seconds", "eval_probe_n": "probe_n", "eval_retention_n": "retention_n"}
 
 
 def knowledge_message(history: list[dict], best_version_name: str | None = None) -> str | None:
-    """Plain words when the probes say training has stopped helping: retention fell under the floor, or
-    recall stalled over the last two evaluations while training loss kept falling."""
+    """Plain words when the probes say training has stopped helping: retention fell under the floor by more
+    than its standard error (one miss in 48 questions is noise, not forgetting), or recall stalled over the last two evaluations while training loss kept falling."""
     evals = [h for h in history if "probe_recall" in h]
     if len(evals) < 2:
         return None
     back = f" Or go back to {best_version_name} (the best version so far)." if best_version_name else ""
     last, before = evals[-1], evals[:-1]
     kept = [e["probe_retention"] for e in before if "probe_retention" in e]
-    if "probe_retention" in last and last["probe_retention"] < RETENTION_FLOOR and kept and max(kept) >= RETENTION_FLOOR:
-        return (f"Forgetting: the model now answers {last['probe_retention']:.0%} of the general questions the base "
-                f"model answered (it was {kept[-1]:.0%}), under the {RETENTION_FLOOR:.0%} floor. Lower learning_rate "
-                f"or the epochs, or raise augment.replay." + back)
+    if "probe_retention" in last and kept and max(kept) >= RETENTION_FLOOR:
+        retention, n = last["probe_retention"], int(last.get("retention_n") or RETENTION_PROBES)
+        error = standard_error(retention, n)
+        if retention + error < RETENTION_FLOOR:  # under the floor by more than the measurement's noise
+            return (f"Forgetting: the model now answers {retention:.0%} (+-{error:.0%}) of the {n} general questions "
+                    f"the base model answers (it was {kept[-1]:.0%}), under the {RETENTION_FLOOR:.0%} floor. Lower "
+                    f"learning_rate or the epochs, or raise augment.replay." + back)
     if len(evals) < 3:
         return None
     lo, hi = evals[-3]["step"], evals[-1]["step"]

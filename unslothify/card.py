@@ -134,8 +134,9 @@ def _body(info: dict, kind: str, ref: str) -> str:
                   f"| recall on {s.get('n', '?')} held-out questions (`{info['config'].get('eval_questions')}`) | "
                   f"{_fmt(s.get('base_recall'))} | {_fmt(s.get('tuned_recall'))} |"]
         if "tuned_general" in s:
-            retention = s["tuned_general"] / s["base_general"] if s.get("base_general") else None
-            lines.append(f"| general questions answered (retention {_fmt(retention, 3)}) | "
+            retention = s.get("retention")  # of the questions the base answers, the share still answered
+            lines.append(f"| general questions answered (retention {_fmt(retention, 3)}: of those the base answers, "
+                         f"the share still answered) | "
                          f"{_fmt(s.get('base_general'))} | {_fmt(s.get('tuned_general'))} |")
     else:
         lines.append("Not scored yet (`python -m unslothify eval`).")

@@ -79,7 +79,6 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     """Seconds per stage: training, the probes at its evaluations (probes: the knowledge and the retention
     probes asked at each one), the merged export, base and tuned scoring. packed: whether steps are packed rows
     (default: as training will run here, sft_config.packed)."""
-    from .probes import probe_batch_size
     from .sft_config import packed as packs
 
     packed = packs(cfg) if packed is None else packed
@@ -92,15 +91,16 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     per_generation = 0.5 * timing["decode_step_seconds"] * cfg.max_new_tokens
     batches = lambda n: math.ceil(n / GENERATION_BATCH)  # noqa: E731
     evaluations = math.ceil(cfg.num_train_epochs * cfg.evals_per_epoch)  # and one before training, below
-    # One generate call per batch of probes, each about as long as a decoding batch of 16 (2 CPU cores: 3 calls
-    # of up to 40 probes took 9.5 s, against 8.0 s so sized); the one before training skips the retention probes.
+    # One generate call per evaluation for the knowledge and retention probes together, each about as long as a
+    # decoding batch of 16 per 40 rows (2 CPU cores: 3 calls of up to 40 probes took 9.5 s, against 8.0 s so
+    # sized); the one before training asks the knowledge probes alone (none once their base answers are cached).
     knowledge, retention = probes
-    calls = lambda n: math.ceil(n / probe_batch_size())  # noqa: E731
+    calls = lambda n: max(1.0, n / 40) if n else 0  # noqa: E731
     probe_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS)
     return {
         "steps": steps,
         "training": cfg.num_train_epochs * tokens * timing["train_seconds_per_token"],
-        "probes": ((evaluations + 1) * calls(knowledge) + evaluations * calls(retention)) * probe_generation,
+        "probes": (calls(knowledge) + evaluations * calls(knowledge + retention)) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
         "scoring": 2 * (batches(eval_questions) + batches(general_questions)) * per_generation,
     }

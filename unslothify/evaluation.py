@@ -114,6 +114,10 @@ def base_vs_tuned(model, tokenizer, cfg, progress=print, version_name: str = "")
                     summary[f"base_{k}"] = base[k]
         else:
             summary["n_general"] = tuned["n"]
+            # Retention question by question: of the general questions the base answers, the share the tuned
+            # model still answers. The ratio of the two recalls nets new answers against lost ones.
+            known = [t for t, b in zip(tuned["hits"], base["hits"]) if b]
+            summary["retention"] = round(sum(known) / len(known), 4) if known else None
         details[key] = [{**t, "base_answer": b["answer"], "base_recalled": b["recalled"]}
                         for t, b in zip(tuned_rows, base_rows)]
     atomic_write_json(Run(cfg.output_dir).root / "eval" / f"{version_name or 'latest'}.json",

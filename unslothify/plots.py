@@ -64,12 +64,11 @@ def loss_curves(history: list[dict], path: str | Path | None = None, title: str 
     if kx is not None:
         from .runs import RETENTION_FLOOR
 
-        kx.plot([h["epoch"] for h in probed], [h["probe_recall"] for h in probed], "o-", color="#27ae60",
-                label="recall (knowledge probes)")
+        _with_band(kx, probed, "probe_recall", "probe_n", 40, "o-", "#27ae60", "recall (knowledge probes)")
         kept = [h for h in probed if "probe_retention" in h]
         if kept:
-            kx.plot([h["epoch"] for h in kept], [h["probe_retention"] for h in kept], "s--", color="#8e44ad",
-                    label="retention (share of the base's answers)")
+            _with_band(kx, kept, "probe_retention", "retention_n", 48, "s--", "#8e44ad",
+                       "retention (share of the base's answers)")
             kx.axhline(RETENTION_FLOOR, color="#8e44ad", linestyle=":", linewidth=1)
         kx.set_ylim(-0.02, 1.05)
         kx.set_xlabel("epoch (cumulative)")
@@ -84,6 +83,19 @@ def loss_curves(history: list[dict], path: str | Path | None = None, title: str 
     if path:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _with_band(ax, points: list[dict], key: str, n_key: str, n_default: int, style: str, color: str, label: str):
+    """A share against epochs, with a band of one standard error (40 probes at 0.5: +-0.08): differences
+    inside the band are the probes' noise, not the model's."""
+    from .probes import standard_error
+
+    xs = [h["epoch"] for h in points]
+    ys = [h[key] for h in points]
+    errors = [standard_error(y, int(h.get(n_key) or n_default)) for h, y in zip(points, ys)]
+    ax.plot(xs, ys, style, color=color, label=f"{label}, +-1 s.e.")
+    ax.fill_between(xs, [y - e for y, e in zip(ys, errors)], [y + e for y, e in zip(ys, errors)], color=color,
+                    alpha=0.15, linewidth=0)
 
 
 def smoothed(points: list[tuple[float, float]], span: int = 10) -> list[tuple[float, float]]:

@@ -5,15 +5,16 @@ as the model learns the others (it answers them confidently with what it was tra
 signal to steer by is whether the model answers a trained fact asked in new words, and whether it still
 answers what it knew before. So, from the user's own data:
 
-  knowledge probes  for a sample of training items, a question in a family of rewordings that training never
-                    uses (augment/english.py, "the probe family"), with the answer's key terms as the
-                    expected strings (numbers, then names, else the answer's rarest words). Built by `prepare`
+  knowledge probes  for a sample of training items, the fact asked in a sentence shape training never uses
+                    (augment/probe_family.py: from the answer's side, else a rewording the training rules do
+                    not write), with the answer's key terms as the expected strings (numbers, then names, else
+                    the answer's rarest words). Built by `prepare`
                     into prepared/probes.jsonl; the probe questions are never written to the training file.
   retention probes  general questions (eval/retention_candidates.jsonl, none of them a retention question of
-                    the final score or a replay prompt) that the base model in use answers correctly, filtered
-                    once per model and kept in the run folder.
+                    the final score or a replay prompt) that the base model in use answers every way it is
+                    asked, filtered once per model (shipped for the embedded model) and kept in the run folder.
 
-Both are scored with batched greedy answers at every evaluation (`measure`), into the history, the manifest,
+Both are scored in one batch of greedy answers at every evaluation (`measure`), into the history, the manifest,
 the plot, the progress lines and the trackers. An eval file the user gives stays for final scoring only.
 
     objective, why = choose_objective(cfg, items)         # 'knowledge' or 'skill', and why
@@ -43,18 +44,27 @@ from .runs import Run
 # auto picks knowledge when at least this share of the items are single-turn questions with answers.
 QUESTION_SHARE = 0.6
 RETENTION_CANDIDATES = Path(__file__).resolve().parents[1] / "eval" / "retention_candidates.jsonl"
-RETENTION_PROBES = 32  # general questions kept per model: retention to +-0.05 at 0.95 (binomial)
+# General questions kept per model, at most: about every candidate the base model answers steadily (47 of 104 for
+# the embedded model on a CPU). More questions are less noise: at a retention of 0.7, 32 give +-0.08, 48 +-0.066.
+RETENTION_PROBES = 48
 # Probe answers are cut at this many tokens: the key terms stand in the first sentence of an answer, and the
-# cost of an evaluation is proportional to it. On saved adapters of the invented set (2 CPU cores), 24, 32 and
-# 48 tokens found the same recall; 32 tokens in batches of 40 took 3.4-3.8 s for 40 probes, 48 in 16s 4.9 s.
-PROBE_MAX_NEW_TOKENS = 32
+# cost of an evaluation is proportional to it. On adapters saved while training the invented set (2 CPU cores,
+# 2026-12-04), 42 of the 45 general answers a 64-token answer got right held the expected word by token 24 (41 of
+# 41 late in training), and the retention filter keeps only what the base answers within it.
+PROBE_MAX_NEW_TOKENS = 24
+# Knowledge and retention probes go into one generate call: decoding costs per step, whatever the rows (the
+# GPU), or per row-token (the CPU), so one call of 80-100 rows costs no more than two, and on a GPU half as much.
+PROBE_BATCH = 128
+# The retention filter's cache name changes when the way it filters does.
+FILTER_VERSION = 2
+SHIPPED_FILTERS = Path(__file__).resolve().parents[1] / "eval" / "retention-kept"
 
 
 def probe_batch_size() -> int:
-    """Probes asked per generate call: all of a CPU evaluation's 40 in one (fewer, fuller matrix products)."""
-    from .device import has_cuda
+    """Probes asked per generate call: every probe of an evaluation in one."""
+    return PROBE_BATCH
 
-    return 64 if has_cuda() else 48
+
 TITLE_WORDS = {"king", "queen", "lake", "mount", "river", "saint", "st", "sir", "dr", "mr", "mrs", "ms", "the",
                "prince", "princess", "lord", "lady", "captain", "professor"}
 _QUESTION_START = re.compile(r"^(who|whom|whose|what|which|when|where|why|how|is|are|was|were|do|does|did|can|"
@@ -181,7 +191,7 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> li
     expected strings, and as Item the probe question with
     the item's own answer (its loss is the validation loss of the knowledge objective). Deterministic for the
     items, the seed and cfg.probes; `existing` (normalised questions of the data) are never used as probes."""
-    from .augment.probe_family import probe_rewordings
+    from .augment.probe_family import answer_side, probe_rewordings
 
     chat = [i for i in items if single_turn(i)]
     answers = [answer_text(i) or "" for i in chat]
@@ -206,8 +216,13 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> li
     out = []
     for item, q, a, terms in picked:
         line = item.source_line if item.source_line is not None else item.line
-        wording = next((v for v in probe_rewordings(q, random.Random(f"{cfg.seed}:{line}:probe"))
-                        if check_question(v, q, seen) is None), None)
+        # Asked from the answer's side, a wording may name what the answer names (not its key terms): only a
+        # copy of a question in the data is refused. The question's own rewordings keep the question's names.
+        side = answer_side(a, terms)
+        if side and (norm_question(side) in seen or is_recalled(side, terms)):
+            side = None
+        wording = side or next((v for v in probe_rewordings(q, random.Random(f"{cfg.seed}:{line}:probe"))
+                                if check_question(v, q, seen) is None), None)
         if wording is None:
             continue
         seen.add(norm_question(wording))
@@ -235,27 +250,59 @@ def read_probes(path: Path) -> list[Question]:
 # Retention probes, filtered for the model in use
 # ----------------------------------------------------------------------------------------------------------
 
-def _answer(model, tokenizer, questions: list[Question], cfg, desc: str | None = None) -> list[str]:
+def _answer(model, tokenizer, questions: list[Question], cfg, desc: str | None = None,
+            max_new_tokens: int = PROBE_MAX_NEW_TOKENS, batch_size: int = PROBE_BATCH) -> list[str]:
     from .chat import answer_batch
 
     return answer_batch(model, tokenizer, [q.question for q in questions],
-                        max_new_tokens=min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
-                        system_prompt=cfg.system_prompt, batch_size=probe_batch_size(), desc=desc)
+                        max_new_tokens=min(cfg.max_new_tokens, max_new_tokens), system_prompt=cfg.system_prompt,
+                        batch_size=batch_size, desc=desc)
+
+
+def _model_key(model_name: str) -> str:
+    """The model's name in a cache key: the embedded model's folder name, not its path on this machine."""
+    from .embedded import is_embedded
+
+    return Path(model_name).name if is_embedded(model_name) else model_name
+
+
+def filter_key(cfg, tokenizer, model_name: str) -> str:
+    """What the retention filter depends on: the model, the candidates, the prompt, how answers are asked for
+    (probe and eval lengths) and the device kind (CPU and GPU arithmetic differ in the last bits)."""
+    from .device import has_cuda
+
+    return hashlib.sha256(json.dumps([FILTER_VERSION, _model_key(model_name), sha256_file(RETENTION_CANDIDATES),
+                                      cfg.system_prompt, min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
+                                      cfg.max_new_tokens, "cuda" if has_cuda() else "cpu",
+                                      tokenizer.chat_template or ""], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def steady_answers(model, tokenizer, candidates: list[Question], cfg) -> list[Question]:
+    """The candidates the model answers every way it is asked: all in one batch at the probes' length (as an
+    evaluation asks them), in batches of 16 at max_new_tokens (as `eval` scores), and in batches of 8 in
+    reverse order. A greedy answer at a near tie flips with the padding and batch shape around it (on an H200
+    the base answered 44 of the 61 questions of eval/general.jsonl that it answers on a CPU); such a question
+    says nothing about what training kept, and counted as forgetting whenever it flipped."""
+    ways = [dict(), dict(max_new_tokens=cfg.max_new_tokens, batch_size=16), dict(batch_size=8)]
+    right = [True] * len(candidates)
+    for i, way in enumerate(ways):
+        order = list(range(len(candidates)))[::-1] if i == 2 else list(range(len(candidates)))
+        answers = _answer(model, tokenizer, [candidates[j] for j in order], cfg, desc="Retention probes", **way)
+        for j, a in zip(order, answers):
+            right[j] = right[j] and is_recalled(a, candidates[j].expected)
+    return [q for q, ok in zip(candidates, right) if ok]
 
 
 def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> list[Question]:
-    """Up to RETENTION_PROBES general questions the base model answers correctly, in the batches `measure`
-    asks them in (greedy answers in padded batches can change with the batch around them, so the kept set
-    is asked again until every one is answered: the base then scores 1.0 on it by construction). Filtered
-    once per model, chat template and settings (cached beside the converted models), with a copy in
-    <run>/probes/retention.jsonl."""
-    key = hashlib.sha256(json.dumps([model_name, sha256_file(RETENTION_CANDIDATES), cfg.system_prompt,
-                                     min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS), probe_batch_size(),
-                                     tokenizer.chat_template or ""],
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    """Up to RETENTION_PROBES general questions the base model answers steadily (steady_answers), so that the
+    base scores 1.0 on them and a miss after training is something training took. Filtered once per model and
+    settings (filter_key): shipped for the embedded model in eval/retention-kept/, else cached beside the
+    converted models; a copy goes to <run>/probes/retention.jsonl."""
     from .fsutil import cache_dir
 
-    path = cache_dir() / "probes" / f"retention-{key}.jsonl"  # one filter per model, shared by its runs
+    key = filter_key(cfg, tokenizer, model_name)
+    shipped = SHIPPED_FILTERS / f"retention-{key}.jsonl"
+    path = shipped if shipped.exists() else cache_dir() / "probes" / f"retention-{key}.jsonl"
     copy = Run(cfg.output_dir).root / "probes" / "retention.jsonl"  # the run's record of what it was scored on
     if path.exists():
         kept = read_probes(path)
@@ -263,21 +310,14 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
         return kept
     started = time.perf_counter()
     candidates = load_questions(RETENTION_CANDIDATES)
-    progress(f"Finding the general questions {Path(model_name).name} answers, for the retention probes "
-             f"({len(candidates)} candidates) ...")
-    kept = candidates
+    progress(f"Finding the general questions {Path(model_name).name} answers steadily, for the retention probes "
+             f"({len(candidates)} candidates, asked three ways) ...")
     base = getattr(model, "disable_adapter", contextlib.nullcontext)  # a trained adapter is switched off
-    for _ in range(4):
-        with _generating(model), base():
-            answers = _answer(model, tokenizer, kept, cfg, desc="Retention probes")
-        right = [q for q, a in zip(kept, answers) if is_recalled(a, q.expected)]
-        stable = len(right) == len(kept)
-        kept = right[:RETENTION_PROBES] if len(right) > RETENTION_PROBES else right
-        if stable and len(kept) == len(right):
-            break
+    with _generating(model), base():
+        kept = steady_answers(model, tokenizer, candidates, cfg)[:RETENTION_PROBES]
     write_probes(path, kept)
     write_probes(copy, kept)
-    progress(f"Retention probes: {len(kept)} general questions the base model answers "
+    progress(f"Retention probes: {len(kept)} general questions the base model answers every way it is asked "
              f"({time.perf_counter() - started:.0f} s, kept in {copy}).")
     return kept
 
@@ -300,22 +340,55 @@ def _generating(model):
 # ----------------------------------------------------------------------------------------------------------
 
 def measure(model, tokenizer, knowledge: list[Question], retention: list[Question], cfg,
-            at_base: bool = False) -> dict:
-    """{'probe_recall', 'probe_retention', 'probe_seconds'}: the share of knowledge probes answered with a key
-    term, and the share of retention probes still answered. The base model answers all of them by
-    construction (retention_probes), so at_base (the evaluation before the first step) does not ask them."""
+            at_base: bool = False, base_key: str | None = None) -> dict:
+    """{'probe_recall', 'probe_retention', 'probe_n', 'retention_n', 'probe_seconds'}: the share of knowledge
+    probes answered with a key term, and the share of retention probes still answered, asked in one generate
+    call. The base model answers every retention probe by construction (retention_probes), so at_base (the
+    evaluation before the first step) does not ask them, and its knowledge answers are cached under base_key
+    (the model's name): the base answers the same probes the same way every run."""
     started = time.perf_counter()
-    if at_base and retention:
-        return {**measure(model, tokenizer, knowledge, [], cfg), "probe_retention": 1.0}
-    with _generating(model):
+    if at_base:
+        recall = _base_recall(model, tokenizer, knowledge, cfg, base_key)
+        out = {"probe_recall": recall} if recall is not None else {}
+        if retention:
+            out["probe_retention"] = 1.0
+    else:
+        with _generating(model):
+            answers = _answer(model, tokenizer, knowledge + retention, cfg)
         out = {}
         if knowledge:
-            answers = _answer(model, tokenizer, knowledge, cfg)
-            out["probe_recall"] = round(sum(is_recalled(a, q.expected) for q, a in zip(knowledge, answers))
-                                        / len(knowledge), 4)
+            out["probe_recall"] = _share(knowledge, answers[:len(knowledge)])
         if retention:
-            answers = _answer(model, tokenizer, retention, cfg)
-            out["probe_retention"] = round(sum(is_recalled(a, q.expected) for q, a in zip(retention, answers))
-                                           / len(retention), 4)
-    out["probe_seconds"] = round(time.perf_counter() - started, 2)
+            out["probe_retention"] = _share(retention, answers[len(knowledge):])
+    out.update(probe_n=len(knowledge), retention_n=len(retention) if retention else 0,
+               probe_seconds=round(time.perf_counter() - started, 2))
     return out
+
+
+def _share(questions: list[Question], answers: list[str]) -> float:
+    return round(sum(is_recalled(a, q.expected) for q, a in zip(questions, answers)) / len(questions), 4)
+
+
+def _base_recall(model, tokenizer, knowledge: list[Question], cfg, base_key: str | None) -> float | None:
+    if not knowledge:
+        return None
+    from .fsutil import cache_dir
+
+    path = None
+    if base_key:
+        digest = hashlib.sha256(json.dumps([_model_key(base_key), [(q.question, q.expected) for q in knowledge],
+                                            cfg.system_prompt, min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
+                                            tokenizer.chat_template or ""], sort_keys=True).encode()).hexdigest()[:16]
+        path = cache_dir() / "probes" / f"base-recall-{digest}.json"
+        if path.exists():
+            return json.loads(path.read_text())["probe_recall"]
+    with _generating(model):
+        recall = _share(knowledge, _answer(model, tokenizer, knowledge, cfg))
+    if path is not None:
+        atomic_write_text(path, json.dumps({"probe_recall": recall}))
+    return recall
+
+
+def standard_error(share: float, n: int) -> float:
+    """The binomial standard error of a share measured on n questions (40 probes at 0.5: 0.08)."""
+    return (share * (1 - share) / n) ** 0.5 if n else 0.0

@@ -270,7 +270,8 @@ class FineTune:
         if self._retention is None:
             self._retention = retention_probes(self.model, self.tokenizer, cfg, self.model_path, self.progress)
         knowledge, retention = prepared.probes, self._retention
-        return lambda model, at_base=False: measure(model, self.tokenizer, knowledge, retention, cfg, at_base)
+        return lambda model, at_base=False: measure(model, self.tokenizer, knowledge, retention, cfg, at_base,
+                                                     base_key=self.model_path)
 
     def _sft_trainer(self, call: Config, args, data: "TrainingData", probe):
         from transformers import EarlyStoppingCallback

@@ -1,7 +1,9 @@
-"""The probe family: rewordings kept out of training. Knowledge probes (unslothify/probes.py) ask a trained fact
-in words the training data never holds: every word the tables can swap, swapped at once after a lead-phrase
-swap (the training rules swap one at a time), or a frame training never uses around the question. They share
-the English rules' phrase-level parsing (english.py)."""
+"""The probe family: wordings kept out of training. Knowledge probes (unslothify/probes.py) ask a trained fact
+in a sentence shape the rewording rules cannot write: from the answer's side (its sentence, with the key term
+asked for in place: "The lighthouse on Varnholm island is kept by whom?"), and where the answer gives no such
+sentence, every word the tables can swap, swapped at once after a lead-phrase swap (the training rules swap one
+at a time), or a frame training never uses around the question. They share the English rules' phrase-level
+parsing (english.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import random
 import re
 
 from .english import _LEAD_SWAPS, _WORD_SWAPS, _embedded, _front_phrase, is_english
-from .checks import norm_question
+from .checks import norm_question, sentences
 
 _PROBE_FRAMES = [
     "Identify {e}.", "Remind me {e}.", "Settle this for me: {e}?", "Do you remember {e}?", "I'm curious {e}.",
@@ -47,18 +49,52 @@ def _lexical(q: str) -> str | None:
     return out if norm_question(out) != norm_question(q) else None
 
 
-def probe_rewordings(question: str, rng: random.Random) -> list[str]:
-    """Rewordings of one question for a knowledge probe, best first: the lexical rewording (_lexical), then the
-    probe frames (frames training never uses) around the question, each with a probe-only word swap where the
-    question has one. Unchecked: the caller checks them against the data (checks.check_question).
+def _year(term: str) -> bool:
+    return len(term) == 4 and term.isdigit() and term[:2] in ("15", "16", "17", "18", "19", "20")
 
-    Chosen by scripts/probe_agreement.py's `families` (docs/probes.md): on saved adapters, lexical probes tracked
-    the hand-written held-out questions most closely (frames overstated more, and saturated sooner)."""
+
+def answer_side(answer: str, terms: list[str]) -> str | None:
+    """The answer's first sentence that holds a key term, with the term asked for in its place ("The
+    lighthouse on Varnholm island is kept by whom?", "Quillmoor's clock tower holds how many bells?"): the
+    fact asked in the answer's own sentence shape, which no question in the data has and no rewording rule
+    writes. None when no sentence holds a term once (a sentence that still shows another term gives it away).
+
+    Why this family: on adapters saved while training (2 CPU cores, 2026-12-04, scripts/probe_agreement.py
+    families), rewordings of the question (lexical) reached 0.97 while held-out questions stayed at 0.78-0.83:
+    they keep the training question's shape, so they measure the training wording. Asked from the answer's
+    side, probes overstated held-out recall by +0.06 and did not saturate (docs/probes.md)."""
+    for sent in sentences(answer):
+        for term in terms:
+            if term not in sent:
+                continue
+            if term.isdigit():
+                wh = "what year" if _year(term) else "how many"
+            elif term[0].isupper():
+                wh = "whom"
+            else:
+                wh = "what"
+            body = sent.replace(term, wh, 1).rstrip(".!;: ")
+            if any(t in body for t in terms) or body.strip().lower() == wh:
+                continue
+            if wh == "how many":  # "holds how many bells" reads; "is how many" does not
+                body = re.sub(r"\b(is|are|was|were) how many\b", r"\1 what number", body)
+            if body.lower().startswith("whom "):  # the subject of its sentence: "Who tends the lighthouse?"
+                body = "who" + body[4:]
+            return body[0].upper() + body[1:] + "?"
+    return None
+
+
+def probe_rewordings(question: str, rng: random.Random, answer: str = "", terms: list[str] | None = None) -> list[str]:
+    """Wordings of one fact for a knowledge probe, best first: asked from the answer's side (answer_side, where
+    the answer and its key terms are given), then the lexical rewording of the question (_lexical), then the
+    probe frames (frames training never uses) around it, each with a probe-only word swap where the question
+    has one. Unchecked: the caller checks them against the data (checks.check_question)."""
     q = question.strip()
     if not q or not is_english(q):
         return []
+    side = answer_side(answer, terms) if answer and terms else None
     lexical = _lexical(q)
-    return ([lexical] if lexical else []) + _framed(q, rng)
+    return [x for x in (side, lexical) if x] + _framed(q, rng)
 
 
 def _framed(q: str, rng: random.Random) -> list[str]:
