@@ -49,6 +49,12 @@ EPOCHS = 4.5
 EVALS_PER_EPOCH = 1
 
 
+
+def retention(summary: dict) -> float:
+    """Retention question by question where the run recorded it (eval's 'retention', since 2026-12-04), else the
+    ratio of the general recalls the older runs recorded (which nets new answers against lost ones)."""
+    return summary["retention"] if summary.get("retention") is not None else summary["tuned_general"] / summary["base_general"]
+
 def results_path() -> Path:
     import torch
 
@@ -117,7 +123,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {s} | {lever} | {len(rs)} | {_stat([x['tuned_recall'] for x in f])} | "
             f"{_stat([x.get('tuned_reverse_recall') for x in f])} | "
-            f"{_stat([x['tuned_general'] / x['base_general'] for x in f if x.get('base_general')])} | "
+            f"{_stat([retention(x) for x in f if x.get('base_general')])} | "
             f"{_stat([r['points'][-1]['probe_recall'] for r in rs])} | "
             f"{_stat([r['points'][-1]['epoch'] for r in rs], '{:.1f}')} | {rs[0]['train_items']} | "
             f"{_stat([r['seconds'] for r in rs], '{:.0f}')} | {_stat([r['train_seconds'] for r in rs], '{:.0f}')} |")

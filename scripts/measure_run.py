@@ -73,7 +73,7 @@ def main():
             with open(out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
             print(json.dumps({k: row[k] for k in ("set", "seed", "wall_seconds", "epochs")} |
-                             {k: summary.get(k) for k in ("tuned_recall", "tuned_general", "base_general")}), flush=True)
+                             {k: summary.get(k) for k in ("tuned_recall", "tuned_general", "base_general", "retention")}), flush=True)
 
 
 def error_classes(eval_file: Path, data: Path) -> dict:

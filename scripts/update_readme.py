@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 
+
+def retention(summary: dict) -> float:
+    """Retention question by question where the run recorded it (eval's 'retention', since 2026-12-04), else the
+    ratio of the general recalls the older runs recorded (which nets new answers against lost ones)."""
+    return summary["retention"] if summary.get("retention") is not None else summary["tuned_general"] / summary["base_general"]
+
 def knob_table() -> str:
     from unslothify import recipes
     from unslothify.config import AugmentConfig, knob_fields
@@ -86,7 +92,7 @@ def measured_table() -> str:
             f"(max {max(walls):.1f}) | {stat([r['epochs'] for r in runs], '{:.1f}')} | "
             f"{stat([x['base_recall'] for x in s])} -> **{stat([x['tuned_recall'] for x in s])}** | "
             f"{stat([x.get('tuned_forward_recall') for x in s])} / {stat([x.get('tuned_reverse_recall') for x in s])} | "
-            f"**{stat([x['tuned_general'] / x['base_general'] for x in s])}** | "
+            f"**{stat([retention(x) for x in s])}** | "
             f"{runs[0]['machine']}, {runs[0]['date'][:10]} |")
     return "\n".join(rows)
 
