@@ -152,10 +152,8 @@ def _wh(question: str) -> str:
 
 def family_questions(name: str, question: str, answer: str, terms: list[str], rng) -> list[str]:
     """Candidate probe wordings of one item in family `name` (checked by the caller)."""
-    import re
-
     from unslothify.augment import english as E, probe_family as F
-    from unslothify.augment.checks import FUNCTION_WORDS, WORD, sentences
+    from unslothify.augment.checks import FUNCTION_WORDS, WORD
 
     if name == "frames":  # the probe frames around the question
         return F._framed(question, rng)
@@ -164,18 +162,9 @@ def family_questions(name: str, question: str, answer: str, terms: list[str], rn
     if name == "keyword":  # the question's names and content words, and what kind of answer it wants
         words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E._AUX]
         return [f"{_wh(question)}? Quick facts: {', '.join(words)}."] if words else []
-    if name == "echo":  # the answer's sentence with its key term asked for in place
-        for sent in sentences(answer):
-            for term in terms:
-                if term in sent:
-                    wh = ("what number" if term.isdigit() and not (len(term) == 4 and term[:2] in ("17", "18", "19", "20"))
-                          else "what year" if term.isdigit() else "whom" if " " in term and term.istitle() else "what")
-                    body = sent.replace(term, wh, 1).rstrip(".!")
-                    if any(t in body for t in terms):
-                        continue
-                    body = re.sub(r"\bwhat number (\w+)", r"how many \1", body)
-                    return [body[0].upper() + body[1:] + "?"]
-        return []
+    if name == "echo":  # the answer's sentence with its key term asked for in place (the shipped family)
+        side = F.answer_side(answer, terms)
+        return [side] if side else []
     raise ValueError(name)
 
 
