@@ -61,9 +61,9 @@ class Config:
                           "trained; knowledge probes made from the items steer), 'skill' (style, instructions, code: "
                           "validation_split of the items is held out and its loss steers), or 'auto' (knowledge when "
                           "most items are single-turn questions; said at each run).", choices=OBJECTIVES, group="data")
-    probes: int = knob(40, "Knowledge probes (objective knowledge): training items asked again in words training "
-                       "never uses, scored at every evaluation. 40 puts recall within +-0.08 and costs one batched "
-                       "generation per evaluation.", 0, 500, step=1, group="data")
+    probes: int = knob(40, "Knowledge probes (objective knowledge): training items asked again from the answer's "
+                       "side, a sentence shape training never uses, scored at every evaluation. 40 put recall "
+                       "within +-0.08 and share one batched generation per evaluation with the retention probes.", 0, 500, step=1, group="data")
     validation_split: float = knob(0.1, "Share of items held out for validation loss (objective skill; knowledge "
                                    "trains every item).", 0.0, 0.5, step=0.01,
                                    overfit="more validation data makes overfitting visible sooner", group="data")

@@ -55,7 +55,7 @@ def loss_curves(history: list[dict], path: str | Path | None = None, title: str 
         ax.plot(*zip(*train), color="#3a7ca5", alpha=0.25, linewidth=1, label="train (each step)")
         ax.plot(*zip(*smoothed(train)), color="#3a7ca5", label="train (smoothed)")
     if val:
-        ax.plot(*zip(*val), "o-", color="#e67e22", label="validation" + (" (probe rewordings)" if probed else ""))
+        ax.plot(*zip(*val), "o-", color="#e67e22", label="validation" + (" (the probes' answers)" if probed else ""))
     ax.set_xlabel("epoch (cumulative)")
     ax.set_ylabel("loss")
     ax.set_title(title)
