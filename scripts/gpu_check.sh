@@ -27,6 +27,8 @@
 #           check). t4-export: notebook 03's (GGUF q8_0 + check, a chat reply), in the next call while warm.
 # measure   scripts/measure_run.py: `run --model embedded` as a user runs it (MEASURE_SETS, MEASURE_SEEDS).
 # levers    scripts/levers.py sweep on the embedded model (LEVERS, LEVER_SETS, LEVER_SEEDS, LEVER_PARALLEL).
+# agreement scripts/probe_agreement.py measure on the embedded model, one run at a time (AGREE_SETS, AGREE_SEEDS):
+#           probes against held-out and general evals at every evaluation, for docs/measurements/probe-agreement-gpu.jsonl.
 # Logs go to $OUT (or ./gpu-check-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -171,6 +173,15 @@ for step in "${steps[@]}"; do
         timeout "${MEASURE_TIMEOUT:-1200}" python3 scripts/measure_run.py --set "$s" --seeds "${MEASURE_SEEDS:-1}" \
             --args "--model embedded" --out "$OUT/gpu-$s.jsonl" 2>&1 | tee -a "$OUT/measure.log"
         r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
+      done ;;
+    agreement)
+      for s in ${AGREE_SETS:-invented confirm}; do
+        for seed in ${AGREE_SEEDS:-1 2}; do
+          timeout "${AGREE_TIMEOUT:-540}" python3 scripts/probe_agreement.py measure --set "$s" --seed "$seed" \
+              --epochs 4.5 --evals-per-epoch 1 --out "$OUT/probe-agreement-gpu.jsonl" 2>&1 | grep -v 'it/s]\|s/it]' \
+              | tee -a "$OUT/agreement.log"
+          r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
+        done
       done ;;
     levers)
       python3 scripts/levers.py sweep --levers "${LEVERS:-defaults}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
