@@ -127,27 +127,7 @@ def _body(info: dict, kind: str, ref: str) -> str:
              f"| epochs / steps | {_fmt(info['epochs'])} / {_fmt(info['steps'])} (all versions in the chain) |",
              f"| final train / validation loss | {_fmt(info['final_train_loss'])} / {_fmt(info['final_eval_loss'])} |",
              "| made with | " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v) + " |"]
-    s = info.get("scores")
-    lines += ["", "## Evaluation", ""]
-    if s:
-        lines += ["| | base | tuned |", "|---|---|---|",
-                  f"| recall on {s.get('n', '?')} held-out questions (`{info['config'].get('eval_questions')}`) | "
-                  f"{_fmt(s.get('base_recall'))} | {_fmt(s.get('tuned_recall'))} |"]
-        if "tuned_general" in s:
-            retention = s.get("retention")  # of the questions the base answers, the share still answered
-            lines.append(f"| general questions answered (retention {_fmt(retention, 3)}: of those the base answers, "
-                         f"the share still answered) | "
-                         f"{_fmt(s.get('base_general'))} | {_fmt(s.get('tuned_general'))} |")
-    else:
-        lines.append("Not scored yet (`python -m unslothify eval`).")
-    mc = info.get("merge_check")
-    if mc:
-        lines += ["", "## Merge check", "",
-                  f"The merged weights were compared with the adapter on its base on {mc['n_prompts']} prompts: "
-                  f"max |logit difference| {mc['max_abs_diff']:.4g} (largest logit {mc['max_abs_logit']:.3g}, relative "
-                  f"{mc['relative']:.2e}, tolerance {mc['tolerance']:.0e}: {'ok' if mc['ok'] else 'FAILED'}), top-1 "
-                  f"token agreement {mc['top1_agreement']:.1%}, greedy continuations identical for "
-                  f"{mc['greedy_equal']}/{mc['n_prompts']}."]
+    lines += _evaluation_lines(info)
     lines += ["", "## Use", "", "With transformers:", "", "```python"]
     if kind == "merged":
         lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
@@ -168,6 +148,32 @@ def _body(info: dict, kind: str, ref: str) -> str:
               "", "## Configuration", "", "Every knob of the training call that made this version:", "", "```yaml",
               yaml.safe_dump(info["config"], sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_lines(info: dict) -> list[str]:
+    """The card's scores (base and tuned recall, retention) and merge check, where the version has them."""
+    s = info.get("scores")
+    lines = ["", "## Evaluation", ""]
+    if s:
+        lines += ["| | base | tuned |", "|---|---|---|",
+                  f"| recall on {s.get('n', '?')} held-out questions (`{info['config'].get('eval_questions')}`) | "
+                  f"{_fmt(s.get('base_recall'))} | {_fmt(s.get('tuned_recall'))} |"]
+        if "tuned_general" in s:
+            retention = s.get("retention")  # of the questions the base answers, the share still answered
+            lines.append(f"| general questions answered (retention {_fmt(retention, 3)}: of those the base answers, "
+                         f"the share still answered) | "
+                         f"{_fmt(s.get('base_general'))} | {_fmt(s.get('tuned_general'))} |")
+    else:
+        lines.append("Not scored yet (`python -m unslothify eval`).")
+    mc = info.get("merge_check")
+    if mc:
+        lines += ["", "## Merge check", "",
+                  f"The merged weights were compared with the adapter on its base on {mc['n_prompts']} prompts: "
+                  f"max |logit difference| {mc['max_abs_diff']:.4g} (largest logit {mc['max_abs_logit']:.3g}, relative "
+                  f"{mc['relative']:.2e}, tolerance {mc['tolerance']:.0e}: {'ok' if mc['ok'] else 'FAILED'}), top-1 "
+                  f"token agreement {mc['top1_agreement']:.1%}, greedy continuations identical for "
+                  f"{mc['greedy_equal']}/{mc['n_prompts']}."]
+    return lines
 
 
 def build_card(info: dict, kind: str = "merged", model_ref: str | None = None):
