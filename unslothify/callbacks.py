@@ -34,7 +34,8 @@ def overfitting_message(history: list[dict], best_version_name: str | None = Non
 # evaluation's loss (ProbedSFTTrainer below).
 HISTORY_KEYS = {"loss": "loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
                 "eval_probe_recall": "probe_recall", "eval_probe_retention": "probe_retention",
-                "eval_probe_seconds": "probe_seconds", "eval_probe_n": "probe_n", "eval_retention_n": "retention_n"}
+                "eval_probe_seconds": "probe_seconds", "eval_probe_n": "probe_n", "eval_retention_n": "retention_n",
+                "retention_kl": "retention_kl"}
 
 
 def knowledge_message(history: list[dict], best_version_name: str | None = None) -> str | None:
@@ -73,19 +74,34 @@ def steering_message(history: list[dict], best_version_name: str | None = None) 
     return overfitting_message(history, best_version_name)
 
 
-def probed_trainer_class():
-    """SFTTrainer whose evaluations also score the knowledge and retention probes (set `probe`: a callable
-    (model, at_base) -> {'probe_recall', 'probe_retention', 'probe_seconds'}; at_base: the evaluation before
-    the first step of a run, eval_on_start).
+def trainer_class():
+    """SFTTrainer whose evaluations also score the knowledge and retention probes, and whose loss carries the
+    retention term (unslothify/retention.py) on the batches that hold replay rows.
 
-    They are added to the evaluation's metrics in `log`, before any callback runs: Trainer.evaluate() hands
-    this same dict to log() and then to on_evaluate(), so the trackers, the loss history, the progress line,
-    early stopping and Trainer's best-metric bookkeeping all see probe recall beside eval_loss. Trainer has no
-    hook for generation-based metrics in a causal-LM evaluation (compute_metrics sees logits only)."""
+    `probe`: a callable (model, at_base) -> {'probe_recall', 'probe_retention', 'probe_seconds'}; at_base: the
+    evaluation before the first step of a run, eval_on_start. The scores are added to the evaluation's metrics
+    in `log`, before any callback runs: Trainer.evaluate() hands this same dict to log() and then to
+    on_evaluate(), so the trackers, the loss history, the progress line, early stopping and Trainer's
+    best-metric bookkeeping all see probe recall beside eval_loss. Trainer has no hook for generation-based
+    metrics in a causal-LM evaluation (compute_metrics sees logits only).
+
+    `retention`: a RetentionTerm, or None (TRL's loss alone)."""
     from trl import SFTTrainer
 
-    class ProbedSFTTrainer(SFTTrainer):
+    class UnslothifySFTTrainer(SFTTrainer):
         probe = None
+        retention = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.retention is not None and model.training and not return_outputs:
+                from .retention import sft_and_retention_loss
+
+                result = sft_and_retention_loss(self, model, inputs, num_items_in_batch)
+                if result is not None:
+                    loss, kl = result
+                    self._metrics["train"]["retention_kl"].append(kl)
+                    return loss
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def log(self, logs, *args, **kwargs):
             if self.probe is not None and "eval_loss" in logs:
@@ -93,7 +109,7 @@ def probed_trainer_class():
                 logs.update({f"eval_{k}": v for k, v in self.probe(self.model, at_base).items()})
             return super().log(logs, *args, **kwargs)
 
-    return ProbedSFTTrainer
+    return UnslothifySFTTrainer
 
 
 def history_callback(session, live):

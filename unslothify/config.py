@@ -100,6 +100,12 @@ class Config:
     gradient_accumulation_steps: int = knob(1, "Forward passes per optimizer step (effective batch = batch x "
                                             "accumulation).", 1, 256, step=1,
                                             overfit="larger effective batch: fewer updates, less overfitting", panel=True)
+    retention_weight: float = knob(0.0, "Weight of the retention term: on the replay rows' answers, the divergence "
+                                   "of the tuned model's next-token distribution from the base model's, added to "
+                                   "the loss (1: a replay token weighs as much as an answer token; 0: off). Needs "
+                                   "augment.replay.", 0.0, 100.0, step=0.5,
+                                   overfit="higher keeps the base model's answers elsewhere: less forgetting, "
+                                   "and the facts can come slower", panel=True)
     lr_scheduler_type: str = knob("linear", "Learning-rate schedule.", choices=SCHEDULERS,
                                   overfit="decaying schedules settle; constant keeps pushing", panel=True)
     num_train_epochs: float = knob(3.0, "Passes over the training data per training call.", 0.1, 1000, step=0.5,

@@ -38,6 +38,7 @@ class TrainingData:
     validation: object | None  # probe rewordings (knowledge) or held-out items (skill); None: no validation
     prepared: object  # prepare.Prepared: the split, its report, the probes
     items: list  # the training Items: the prepared split plus the augmented records
+    replay_rows: list  # the tokenised replay rows (input_ids, completion_mask): what the retention term keeps
 
     @property
     def mean_item_tokens(self) -> float:
@@ -169,9 +170,10 @@ class FineTune:
                                          cfg.system_prompt)[0] if part else []
                     for name, part in (("train", items), ("validation", prepared.validation))}
             self._data = (made_from, (to_dataset(rows["train"]),
-                                      to_dataset(rows["validation"]) if rows["validation"] else None))
-        train, validation = self._data[1]
-        return TrainingData(train, validation, prepared, items)
+                                      to_dataset(rows["validation"]) if rows["validation"] else None,
+                                      [r for r in rows["train"] if r["kind"] == "replay"]))
+        train, validation, replay_rows = self._data[1]
+        return TrainingData(train, validation, prepared, items, replay_rows)
 
     # --- training: one call, step by step ------------------------------------------------------------------
     def train(self, cfg: Config | None = None, more_epochs: float | None = None, resume: bool = False) -> Version | None:
@@ -199,7 +201,7 @@ class FineTune:
         self._say_learning_rate(call, args, data)
         with tracker_env(call, self.run, name):  # the trackers write under the run folder, named after the version
             # 5. SFTTrainer: TRL's, with our callbacks; under the knowledge objective evaluations score the probes.
-            trainer = self._sft_trainer(call, args, data, probe)
+            trainer = self._sft_trainer(call, args, data, probe, self.retention_term(call, data))
             # 6. Train (Ctrl-C keeps a resumable checkpoint).
             seconds = self._fit(trainer, call, data, interrupted)
         if seconds is None:
@@ -273,21 +275,27 @@ class FineTune:
         return lambda model, at_base=False: measure(model, self.tokenizer, knowledge, retention, cfg, at_base,
                                                      base_key=self.model_path)
 
-    def _sft_trainer(self, call: Config, args, data: "TrainingData", probe):
-        from transformers import EarlyStoppingCallback
-        from trl import SFTTrainer
+    def retention_term(self, call: Config, data: "TrainingData"):
+        """The retention term of this call (retention.py): the base model's answers on the replay rows, taken
+        with the adapter off; None at retention_weight 0 or without replay rows."""
+        from .retention import RetentionTerm
 
-        from .callbacks import probed_trainer_class
+        return RetentionTerm.build(self.model, data.replay_rows, call.retention_weight, self.progress)
+
+    def _sft_trainer(self, call: Config, args, data: "TrainingData", probe, retention):
+        from transformers import EarlyStoppingCallback
+
+        from .callbacks import trainer_class
 
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
         if call.max_train_minutes:
             callbacks.append(time_cap_callback(self, call.max_train_minutes))
         if call.early_stopping_patience and data.validation is not None:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=call.early_stopping_patience))
-        trainer_class = probed_trainer_class() if probe is not None else SFTTrainer
-        trainer = trainer_class(model=self.model, args=args, train_dataset=data.train, eval_dataset=data.validation,
-                                processing_class=self.tokenizer, callbacks=callbacks)
+        trainer = trainer_class()(model=self.model, args=args, train_dataset=data.train, eval_dataset=data.validation,
+                                  processing_class=self.tokenizer, callbacks=callbacks)
         trainer.probe = probe
+        trainer.retention = retention
         use_compact_progress(trainer, self)
         self.last_trainer = trainer
         return trainer
