@@ -44,6 +44,15 @@ LEVERS = {
     "mastery": {"early_stopping_patience": 2, "num_train_epochs": 8},
     "no-augment": {"augment": {"enabled": False}},
     "combo": {"augment": {"rephrasings": 6, "restate": True, "atomic": True, "replay": 200}},
+    # the retention term (issue 31): its weight, and with it the levers that trade recall for retention
+    "kl1": {"retention_weight": 1.0},
+    "kl4": {"retention_weight": 4.0},
+    "kl16": {"retention_weight": 16.0},
+    "kl4-replay200": {"retention_weight": 4.0, "augment": {"replay": 200}},
+    "kl16-replay200": {"retention_weight": 16.0, "augment": {"replay": 200}},
+    "kl4-lr1e-3": {"retention_weight": 4.0, "learning_rate": 1e-3},
+    "kl4-r64": {"retention_weight": 4.0, "lora_r": 64, "lora_alpha": 64},
+    "kl4-6ep": {"retention_weight": 4.0, "num_train_epochs": 6},
 }
 EPOCHS = 4.5
 EVALS_PER_EPOCH = 1
