@@ -47,10 +47,10 @@ def relative(a: dict, b: dict) -> dict:
 def in_process(model, tokenizer, prompt_ids) -> dict:
     import torch
 
-    from unslothify.chat import _inference
+    from unslothify.chat import inference_mode
 
     device = next(model.parameters()).device
-    with _inference(model):
+    with inference_mode(model):
         logits = [model(input_ids=torch.tensor([ids], device=device)).logits[0].float().cpu() for ids in prompt_ids]
     return {"logits": logits}
 

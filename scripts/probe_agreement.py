@@ -55,7 +55,7 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
     from unslothify.config import load_config
     from unslothify.device import has_cuda, machine
     from unslothify.evaluation import base_vs_tuned, evaluate, load_questions
-    from unslothify.probes import _generating
+    from unslothify.probes import generating
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
@@ -91,7 +91,7 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
                 out = probe(model, at_base)
                 if keep_checkpoints:  # the adapter at this point, for `families`
                     model.save_pretrained(Path(keep_checkpoints) / f"point-{len(heldout):03d}")
-                with _generating(model):
+                with generating(model):
                     score, _ = evaluate(model, ft.tokenizer, questions, max_new_tokens=cfg.max_new_tokens,
                                         system_prompt=cfg.system_prompt)
                     kept, _ = evaluate(model, ft.tokenizer, [general[i] for i in known],
@@ -160,7 +160,7 @@ def family_questions(name: str, question: str, answer: str, terms: list[str], rn
     if name == "lexical":  # a lead-phrase swap and every word swap the tables know, no frame
         return [x for x in [F._lexical(question)] if x]
     if name == "keyword":  # the question's names and content words, and what kind of answer it wants
-        words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E._AUX]
+        words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E.AUXILIARIES]
         return [f"{_wh(question)}? Quick facts: {', '.join(words)}."] if words else []
     if name == "echo":  # the answer's sentence with its key term asked for in place (the shipped family)
         side = F.answer_side(answer, terms)
@@ -179,7 +179,7 @@ def cmd_families(args):
     from unslothify.data import read_jsonl_items
     from unslothify.evaluation import Question, evaluate, load_questions
     from unslothify.models import load_for_inference
-    from unslothify.probes import _generating, build_probes
+    from unslothify.probes import generating, build_probes
 
     data, questions_path = SETS[args.set]
     cfg = load_config(None, model="embedded", data=str(data), output_dir="/tmp/families-run")
@@ -203,7 +203,7 @@ def cmd_families(args):
     for point in sorted(Path(args.checkpoints).glob("point-*")):
         model, tok, _ = load_for_inference(str(point), cfg)
         row = {"point": point.name}
-        with _generating(model):
+        with generating(model):
             row["heldout"] = evaluate(model, tok, heldout, max_new_tokens=64)[0]["recall"]
             for fam, qs in sets.items():
                 row[fam] = evaluate(model, tok, qs, max_new_tokens=48)[0]["recall"]

@@ -27,8 +27,8 @@ def test_chat_box_answers_the_text_it_was_sent_and_acknowledges_it(trained):
 
 
 def test_chat_input_is_an_anywidget_with_its_browser_code():
-    from unslothify.widgets import _chat_input_class
+    from unslothify.widgets import chat_input_class
 
-    row = _chat_input_class()(placeholder="Ask")
+    row = chat_input_class()(placeholder="Ask")
     esm = row._esm if isinstance(row._esm, str) else open(row._esm).read()
     assert 'model.send({ type: "ask", text: text, n: asked })' in esm and "Queued" in esm

@@ -117,7 +117,7 @@ def test_every_ranged_knob_rejects_out_of_range_and_wrong_type(f):
 
 
 def test_mapping_and_list_knobs_from_yaml_and_flags(tmp_path):
-    from unslothify.cli import _config, build_parser
+    from unslothify.cli import config_from_args, build_parser
 
     path = tmp_path / "c.yaml"
     path.write_text("columns: {q: question, a: answer}\nreport_to: tensorboard\nchat_template: chatml\n")
@@ -126,7 +126,7 @@ def test_mapping_and_list_knobs_from_yaml_and_flags(tmp_path):
     assert load_config(save_config(cfg, tmp_path / "saved.yaml")) == cfg
     args = build_parser().parse_args(["prepare", "--config", str(path), "--columns", "prompt=question,reply=answer",
                                       "--report-to", "tensorboard,wandb", "--chat-template", "auto"])
-    cfg = _config(args)
+    cfg = config_from_args(args)
     assert cfg.columns == {"prompt": "question", "reply": "answer"} and cfg.report_to == ["tensorboard", "wandb"]
     assert cfg.chat_template == "auto"
     assert Config().report_to == ["none"] and Config().columns == {}

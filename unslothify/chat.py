@@ -23,7 +23,7 @@ logging.getLogger("transformers.generation.utils").addFilter(_LengthChosen())
 
 
 @contextlib.contextmanager
-def _inference(model):
+def inference_mode(model):
     """Eval mode and the KV cache for generation; restored afterwards."""
     was_training = model.training
     cache = getattr(model.config, "use_cache", True)
@@ -40,16 +40,16 @@ def _inference(model):
             model.train()
 
 
-def _device(model):
+def device_of(model):
     return next(model.parameters()).device
 
 
-def _prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
                                               return_dict=True)["input_ids"])
 
 
-def _stop_ids(tokenizer, model) -> list[int]:
+def stop_ids(tokenizer, model) -> list[int]:
     ids = {tokenizer.eos_token_id}
     gen = getattr(model, "generation_config", None)
     if gen is not None and gen.eos_token_id is not None:
@@ -67,15 +67,15 @@ def answer_batch(model, tokenizer, questions: list[str], max_new_tokens: int = 6
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(questions), desc=desc, unit="answer", leave=False)
-    with _inference(model):
+    with inference_mode(model):
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
-            prompts = [_prompt_ids(tokenizer, with_system([{"role": "user", "content": q}], system_prompt))
+            prompts = [prompt_ids(tokenizer, with_system([{"role": "user", "content": q}], system_prompt))
                        for q in chunk]
-            batch = tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt").to(_device(model))
+            batch = tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt").to(device_of(model))
             width = batch["input_ids"].shape[1]
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=_stop_ids(tokenizer, model))
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids(tokenizer, model))
             for row in out[:, width:]:
                 answers.append(tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip())
             if progress:
@@ -108,13 +108,13 @@ class ChatSession:
         import torch
 
         messages = with_system([*self.history, {"role": "user", "content": message}], self.system_prompt)
-        ids = torch.tensor([_prompt_ids(self.tokenizer, messages)], device=_device(self.model))
+        ids = torch.tensor([prompt_ids(self.tokenizer, messages)], device=device_of(self.model))
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         clean_up_tokenization_spaces=False)
         sample = self.temperature > 0
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
                       streamer=streamer, do_sample=sample, pad_token_id=self.tokenizer.pad_token_id,
-                      eos_token_id=_stop_ids(self.tokenizer, self.model))
+                      eos_token_id=stop_ids(self.tokenizer, self.model))
         if sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         pieces: list[str] = []
@@ -122,7 +122,7 @@ class ChatSession:
 
         def run():
             try:
-                with _inference(self.model):
+                with inference_mode(self.model):
                     self.model.generate(**kwargs)
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)

@@ -48,7 +48,7 @@ def _flag_value(text: str):
     return value if isinstance(value, (int, float, bool)) else text
 
 
-def _config(args) -> "Config":  # noqa: F821
+def config_from_args(args) -> "Config":  # noqa: F821
     overrides = {}
     augment = {}
     for f in knob_fields():
@@ -153,7 +153,7 @@ def _dispatch(args) -> int:
 
         setup_gguf_tools()
         return 0
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if cmd == "prepare":
         from .prepare import prepare
 
@@ -189,7 +189,7 @@ def _dispatch(args) -> int:
 
 
 def _train(cfg, args) -> int:
-    """--epochs is the config's num_train_epochs for this call (set in _config); prepared/ is made again
+    """--epochs is the config's num_train_epochs for this call (set in config_from_args); prepared/ is made again
     by the training call itself when it does not match the config."""
     from .runs import Run
     from .training import FineTune

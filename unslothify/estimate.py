@@ -36,7 +36,7 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
     for one greedy decoding step of a generation batch."""
     import torch
 
-    from .chat import _inference
+    from .chat import inference_mode
     from .models import for_inference, for_training
 
     device = next(model.parameters()).device
@@ -63,7 +63,7 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
     for_inference(model)
     prompt = torch.tensor([rows[0][:32]] * GENERATION_BATCH, device=device)
     new = 8
-    with _inference(model):
+    with inference_mode(model):
         model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=2, do_sample=False,
                        pad_token_id=tokenizer.pad_token_id)
         started = time.perf_counter()

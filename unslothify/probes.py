@@ -313,7 +313,7 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
     progress(f"Finding the general questions {Path(model_name).name} answers steadily, for the retention probes "
              f"({len(candidates)} candidates, asked three ways) ...")
     base = getattr(model, "disable_adapter", contextlib.nullcontext)  # a trained adapter is switched off
-    with _generating(model), base():
+    with generating(model), base():
         kept = steady_answers(model, tokenizer, candidates, cfg)[:RETENTION_PROBES]
     write_probes(path, kept)
     write_probes(copy, kept)
@@ -323,7 +323,7 @@ def retention_probes(model, tokenizer, cfg, model_name: str, progress=print) -> 
 
 
 @contextlib.contextmanager
-def _generating(model):
+def generating(model):
     """Unsloth's generation mode for the probes, then back to training mode: probes run inside training
     sessions (at evaluations, and once before the first call), never on a model left for inference."""
     from .models import for_inference, for_training
@@ -353,7 +353,7 @@ def measure(model, tokenizer, knowledge: list[Question], retention: list[Questio
         if retention:
             out["probe_retention"] = 1.0
     else:
-        with _generating(model):
+        with generating(model):
             answers = _answer(model, tokenizer, knowledge + retention, cfg)
         out = {}
         if knowledge:
@@ -382,7 +382,7 @@ def _base_recall(model, tokenizer, knowledge: list[Question], cfg, base_key: str
         path = cache_dir() / "probes" / f"base-recall-{digest}.json"
         if path.exists():
             return json.loads(path.read_text())["probe_recall"]
-    with _generating(model):
+    with generating(model):
         recall = _share(knowledge, _answer(model, tokenizer, knowledge, cfg))
     if path is not None:
         atomic_write_text(path, json.dumps({"probe_recall": recall}))

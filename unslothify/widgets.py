@@ -293,7 +293,7 @@ class ConfigPanel:
         display(self.box)
 
 
-def _chat_input_class():
+def chat_input_class():
     """The input row as an anywidget (its own browser code, chat_input.js): the text goes to the kernel in
     the message that submits it."""
     import anywidget
@@ -319,7 +319,7 @@ class ChatBox:
 
         self.session = session
         self.log = w.HTML(layout=w.Layout(width="760px", min_height="120px", border="1px solid #ddd", padding="6px"))
-        self.input = _chat_input_class()(placeholder=placeholder)
+        self.input = chat_input_class()(placeholder=placeholder)
         self.input.on_msg(self._on_message)
         style = {"description_width": "100px"}  # room for "temperature"
         self.temperature = w.FloatSlider(value=session.temperature, min=0.0, max=1.5, step=0.05,

@@ -53,7 +53,7 @@ def is_english(text: str) -> bool:
     return detect_language(text) in ("en", None)
 
 
-_AUX = ("is", "are", "was", "were", "does", "do", "did", "has", "have", "had", "can", "will", "would", "should")
+AUXILIARIES = ("is", "are", "was", "were", "does", "do", "did", "has", "have", "had", "can", "will", "would", "should")
 _IRREGULAR_PAST = {
     "do": "did", "keep": "kept", "build": "built", "write": "wrote", "make": "made", "hold": "held", "find": "found",
     "give": "gave", "take": "took", "bring": "brought", "sell": "sold", "see": "saw", "eat": "ate",
@@ -74,7 +74,7 @@ _PARTICIPLE_TO_BASE = {v: k for k, v in _IRREGULAR_PARTICIPLE.items()}
 _PAST_TO_BASE = {v: k for k, v in _IRREGULAR_PAST.items()}
 
 # Whole-phrase swaps at the start of a question (case-insensitive), each a list of alternatives.
-_LEAD_SWAPS = [
+LEAD_SWAPS = [
     (r"^who\b", ["Which person", "Who exactly"]),
     (r"^which person\b", ["Who"]),
     (r"^how many (\w+) (.*)\?$", [r"What number of \1 \2?", r"How many \1 \2, in all?"]),
@@ -96,7 +96,7 @@ _LEAD_SWAPS = [
     (r"^why\b", ["For what reason"]),
 ]
 # Word swaps anywhere (lowercase words only, so names are never touched).
-_WORD_SWAPS = {
+WORD_SWAPS = {
     "invented": ["created", "came up with"], "founded": ["established", "set up"],
     "built": ["constructed", "made"], "wrote": ["authored", "penned"], "designed": ["planned", "drew up"],
     "discovered": ["found", "first found"], "created": ["made", "invented"], "made": ["produced", "created"],
@@ -198,16 +198,16 @@ def _wh_length(words: list[str]) -> int:
         return 1
     if first in ("which", "what", "whose") or words[1].lower() in ("many", "much"):
         j = i
-        while j < len(words) and j < i + 3 and words[j].lower() not in _AUX and words[j][0].islower() \
+        while j < len(words) and j < i + 3 and words[j].lower() not in AUXILIARIES and words[j][0].islower() \
                 and words[j].lower() not in FUNCTION_WORDS | _DETERMINERS:
             j += 1
-        if j < len(words) and words[j].lower() in _AUX:
+        if j < len(words) and words[j].lower() in AUXILIARIES:
             return j
         return i if first != "how" else j
     return i
 
 
-def _embedded(q: str) -> str | None:
+def embedded_question(q: str) -> str | None:
     """The question as an embedded clause ('who keeps the light', 'when Dunmereth was founded'), or None
     when the rules cannot rearrange it safely."""
     body = q.strip().rstrip("?").strip()
@@ -222,7 +222,7 @@ def _embedded(q: str) -> str | None:
     head = " ".join([first] + words[1:i])
     subject_wh = first in ("who", "what", "which", "whose") or (first == "how" and words[1].lower() in ("many", "much")
                                                                and i > 2)
-    if i >= len(words) or words[i].lower() not in _AUX:
+    if i >= len(words) or words[i].lower() not in AUXILIARIES:
         return " ".join([first] + words[1:]) if subject_wh else None
     aux = words[i].lower()
     rest = words[i + 1:]
@@ -266,7 +266,7 @@ def is_name_start(text: str) -> bool:
     return bool(w) and w.group(0).lower() not in FUNCTION_WORDS and w.group(0)[0].isupper()
 
 
-def _front_phrase(q: str) -> str | None:
+def front_phrase(q: str) -> str | None:
     """Move a trailing place/time phrase to the front: 'What language is spoken in the Tirenne valley?' ->
     'In the Tirenne valley, what language is spoken?'"""
     body = q.strip()
@@ -276,7 +276,7 @@ def _front_phrase(q: str) -> str | None:
     if not m or len(m.group(2).split()) > 6:
         return None
     last = m.group(2).split()[-1].lower()
-    if last in _VERBS or last in _AUX or _looks_participle(last) or last in _PARTICIPLE_TO_BASE:
+    if last in _VERBS or last in AUXILIARIES or _looks_participle(last) or last in _PARTICIPLE_TO_BASE:
         return None  # "... in Drummond Vale called?": the phrase is not a place
     phrase = f"{m.group(1).capitalize()} {m.group(2)}"
     rest = body[:m.start()].strip()
@@ -312,26 +312,26 @@ def _structural(q: str) -> list[str]:
     """Variants that change the question itself: a lead-phrase swap, passive forms, a place phrase moved to
     the front, and one word swap per variant (lowercase words only, so names are never touched)."""
     out: list[str] = []
-    for pattern, alternatives in _LEAD_SWAPS:
+    for pattern, alternatives in LEAD_SWAPS:
         if re.search(pattern, q, re.IGNORECASE):
             out += [re.sub(pattern, alt, q, count=1, flags=re.IGNORECASE) for alt in alternatives]
             break
     out += _passive(q)
-    fronted = _front_phrase(q)
+    fronted = front_phrase(q)
     if fronted:
         out.append(fronted)
     toks = q.split(" ")
     for j, t in enumerate(toks):
         core = t.strip("?,.!;:")
-        if core and core.islower() and core in _WORD_SWAPS and j > 0:
-            out += [" ".join(toks[:j] + [t.replace(core, alt)] + toks[j + 1:]) for alt in _WORD_SWAPS[core]]
+        if core and core.islower() and core in WORD_SWAPS and j > 0:
+            out += [" ".join(toks[:j] + [t.replace(core, alt)] + toks[j + 1:]) for alt in WORD_SWAPS[core]]
     return out
 
 
 def _wrappers(q: str) -> list[str]:
     """The question inside a frame ('Tell me, ...', 'Do you know who ...?'), as an embedded clause where the
     rules can make one."""
-    emb = _embedded(q)
+    emb = embedded_question(q)
     out = []
     for tpl in _PREFIXES:
         if "{e}" in tpl and emb is None:
@@ -353,7 +353,7 @@ def rule_rephrasings(question: str, k: int, rng: random.Random, existing: set[st
     rng.shuffle(wrappers)
     combos = []  # a structural change inside a wrapper, for variety
     for s in structural[:3]:
-        e2 = _embedded(s)
+        e2 = embedded_question(s)
         if e2 and wrappers:
             combos.append(rng.choice([t for t in _PREFIXES if "{e}" in t]).format(e=e2, q=s))
     candidates: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 
-from .english import _LEAD_SWAPS, _WORD_SWAPS, _embedded, _front_phrase, is_english
+from .english import LEAD_SWAPS, WORD_SWAPS, embedded_question, front_phrase, is_english
 from .checks import norm_question, sentences
 
 _PROBE_FRAMES = [
@@ -35,14 +35,14 @@ def _lexical(q: str) -> str | None:
     """Every word the tables can swap, swapped at once (probe-only synonyms first), after a lead-phrase swap:
     the same question in other words, as a person asking it anew would put it. None when nothing changes."""
     out = q
-    for pattern, alternatives in _LEAD_SWAPS:
+    for pattern, alternatives in LEAD_SWAPS:
         if re.search(pattern, out, re.IGNORECASE):
             out = re.sub(pattern, alternatives[0], out, count=1, flags=re.IGNORECASE)
             break
     toks = out.split(" ")
     for j, t in enumerate(toks):
         core = t.strip("?,.!;:")
-        alt = _PROBE_WORD_SWAPS.get(core) or (_WORD_SWAPS.get(core) or [None])[0] if j and core.islower() else None
+        alt = _PROBE_WORD_SWAPS.get(core) or (WORD_SWAPS.get(core) or [None])[0] if j and core.islower() else None
         if alt:
             toks[j] = t.replace(core, alt)
     out = " ".join(toks)
@@ -109,8 +109,8 @@ def _framed(q: str, rng: random.Random) -> list[str]:
     rng.shuffle(swapped)
     out = []
     for base in bases:
-        emb = _embedded(base)
-        fronted = _front_phrase(base)
+        emb = embedded_question(base)
+        fronted = front_phrase(base)
         frames = [f.format(e=emb) for f in _PROBE_FRAMES] if emb else []
         rng.shuffle(frames)
         qs = [f.format(q=base) for f in _PROBE_FRAMES_Q]

@@ -12,7 +12,7 @@ from ...knobs import knob
 from ..checks import answer_text, sentences, system_messages, user_text
 from ..english import is_english
 from . import Kind
-from .reverse import _subject_first, answer_entity
+from .reverse import subject_first, answer_entity
 
 
 _LEANING = {"he", "she", "it", "they", "this", "these", "that", "those", "his", "her", "its", "their", "there",
@@ -35,7 +35,7 @@ def restated(question: str, answer: str, rng: random.Random) -> str | None:
     entity = answer_entity(question, answer)
     if not entity:
         return None
-    out = _subject_first(entity, answer)
+    out = subject_first(entity, answer)
     return out if out and out.strip() != answer.strip() else None
 
 

@@ -62,7 +62,7 @@ def answer_entity(question: str, answer: str) -> str | None:
     return best
 
 
-def _subject_first(entity: str, answer: str) -> str | None:
+def subject_first(entity: str, answer: str) -> str | None:
     """The answer restated with the entity first: 'The mayor of X is E.' -> 'E is the mayor of X.';
     'The X was invented by E.' -> 'E invented the X.'; an answer sentence that starts with E as it is."""
     for sent in sentences(answer):
@@ -120,7 +120,7 @@ def reverse_for(question: str, answer: str) -> tuple[str, str, str] | None:
         return None
     # The entity first where the rules can restate it so; otherwise the answer as it is, which still
     # pairs the entity in the question with the fact in the answer.
-    body = _subject_first(ent, a) or a
+    body = subject_first(ent, a) or a
     who = bool(_ASK_PERSON.match(q)) or ent.split()[0].lower() in _PERSON_TITLES  # "Who is King Charles XII?"
     rq = f"Who is {ent}?" if who else f"What is {ent}?"
     return rq, body, ent
