@@ -65,7 +65,8 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_
 
 def cmd_lengths(args):
     from unslothify.config import load_config
-    from unslothify.data import length_stats, read_jsonl_items, split_items, tokenize_item
+    from unslothify.tokens import length_stats, tokenize_item
+    from unslothify.data import read_jsonl_items, split_items
     from unslothify.models import load_tokenizer
 
     cfg = load_config(None, model="embedded")
@@ -84,7 +85,7 @@ def cmd_lengths(args):
         return out
 
     data = {"source": args.data, "tokenizer": "embedded SmolLM2-135M-Instruct (BPE, vocab 49152), ChatML "
-            "template with its default system prompt, via unslothify.data.tokenize_item",
+            "template with its default system prompt, via unslothify.tokens.tokenize_item",
             "format": "[tokens, answer tokens] per item", "train": rows(train), "validation": rows(val)}
     data["train_stats"] = length_stats([r[0] for r in data["train"]])
     out = Path(args.out)

@@ -47,7 +47,7 @@ def relative(a: dict, b: dict) -> dict:
 def in_process(model, tokenizer, prompt_ids) -> dict:
     import torch
 
-    from unslothify.chat import inference_mode
+    from unslothify.generate import inference_mode
 
     device = next(model.parameters()).device
     with inference_mode(model):

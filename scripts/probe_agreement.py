@@ -55,7 +55,7 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
     from unslothify.config import load_config
     from unslothify.device import has_cuda, machine
     from unslothify.evaluation import base_vs_tuned, evaluate, load_questions
-    from unslothify.probes import generating
+    from unslothify.probe_scores import generating
     from unslothify.prepare import prepare
     from unslothify.training import FineTune
 
@@ -179,7 +179,8 @@ def cmd_families(args):
     from unslothify.data import read_jsonl_items
     from unslothify.evaluation import Question, evaluate, load_questions
     from unslothify.models import load_for_inference
-    from unslothify.probes import generating, build_probes
+    from unslothify.probe_scores import generating
+    from unslothify.probes import build_probes
 
     data, questions_path = SETS[args.set]
     cfg = load_config(None, model="embedded", data=str(data), output_dir="/tmp/families-run")

@@ -152,7 +152,7 @@ def cmd_run(args) -> None:
     """One (set, recipe, seed): prepare, augment, then a training call per epoch point, each scored."""
     t0 = time.perf_counter()
     from unslothify.augment import augment, training_items
-    from unslothify.data import tokenize_items
+    from unslothify.tokens import tokenize_items
     from unslothify.models import for_inference, for_training
     from unslothify.prepare import prepare
     from unslothify.training import FineTune

@@ -275,7 +275,8 @@ def test_statements_and_reverse_questions():
 
 
 def test_statement_is_trained_on_all_of_its_text(tokenizer):
-    from unslothify.data import Item, tokenize_item
+    from unslothify.data import Item
+    from unslothify.tokens import tokenize_item
 
     row = tokenize_item(tokenizer, Item(line=1, source="x", text="Edda Lindqvist keeps the Varnholm light.",
                                         kind="statement", source_line=1))

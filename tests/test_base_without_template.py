@@ -9,7 +9,7 @@ import pytest
 
 from conftest import INVENTED
 from secrets_scan import FAKE_TOKEN, files_containing_token
-from unslothify.data import with_system
+from unslothify.tokens import with_system
 
 TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse on Varnholm island?"},
              {"role": "assistant", "content": "Edda Lindqvist."}, {"role": "user", "content": "Since when?"}]

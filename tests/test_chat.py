@@ -1,6 +1,7 @@
 import pytest
 
-from unslothify.chat import ChatSession, answer_batch, repl
+from unslothify.chat import ChatSession, repl
+from unslothify.generate import answer_batch
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ import warnings
 import pytest
 
 from bad_input_cases import CASES, GOOD
-from unslothify.data import (DataError, Item, read_jsonl_items, read_jsonl, split_items, tokenize_item,
-                             tokenize_items)
+from unslothify.data import DataError, Item, read_jsonl_items, read_jsonl, split_items
+from unslothify.tokens import tokenize_item, tokenize_items
 
 FORMATS = {
     "text": ['{"text": "Köttbullar are Swedish meatballs."}', '{"text": "Serve them with lingonberries."}'],

@@ -3,7 +3,7 @@ template gives (the embedded model's own, and Unsloth's named templates on a tok
 
 import pytest
 
-from unslothify.data import with_system
+from unslothify.tokens import with_system
 from unslothify.ollama import chat_text, modelfile, parse_modelfile, render
 
 TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse?"}, {"role": "assistant", "content": "Edda."},

@@ -96,7 +96,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycles():
     graph = import_graph()
-    assert "unslothify.models" in graph["unslothify.config"], "the graph sees imports"
+    assert "unslothify.choice" in graph["unslothify.config"], "the graph sees imports"
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 

@@ -19,7 +19,7 @@ from unslothify.evaluation import is_recalled
 from unslothify.augment.probe_family import answer_side
 from unslothify.probes import build_probes, choose_objective, key_terms
 from unslothify.runs import Version, best_rule, best_version, retention_noise
-from unslothify.callbacks import knowledge_message, steering_message
+from unslothify.signals import knowledge_message, steering_message
 
 
 def cfg_for(tmp_path, data=INVENTED / "train.jsonl", **knobs):
@@ -120,8 +120,9 @@ def test_answer_side_asks_for_the_key_term_in_the_answers_sentence():
 def test_the_embedded_models_retention_filter_is_shipped(embedded_cfg, tokenizer):
     """The embedded model's steady general questions come with the repository (eval/retention-kept/): a CPU run
     asks the 104 candidates three ways only for another model or other settings."""
-    from unslothify.models import resolve_model
-    from unslothify.probes import RETENTION_PROBES, SHIPPED_FILTERS, filter_key, read_probes
+    from unslothify.choice import resolve_model
+    from unslothify.probe_scores import RETENTION_PROBES, SHIPPED_FILTERS, filter_key
+    from unslothify.probes import read_probes
 
     path, _ = resolve_model(embedded_cfg)
     shipped = SHIPPED_FILTERS / f"retention-{filter_key(embedded_cfg, tokenizer, path)}.jsonl"

@@ -8,7 +8,7 @@ import pytest
 from conftest import INVENTED
 from unslothify.fsutil import atomic_dir
 from unslothify.runs import Run, versions_table
-from unslothify.callbacks import overfitting_message
+from unslothify.signals import overfitting_message
 from unslothify.training import FineTune
 
 

@@ -23,7 +23,7 @@ from .augment.kinds import AugmentConfig
 from .fsutil import atomic_write_text
 from .knobs import ConfigError, coerce, knob
 from . import recipes
-from .models import AUTO
+from .choice import AUTO
 
 # Schedules that need no extra arguments (those that do, e.g. warmup_stable_decay, are left out).
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",

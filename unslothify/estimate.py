@@ -15,7 +15,7 @@ import random
 import time
 
 from .device import has_cuda, machine
-from .probes import PROBE_MAX_NEW_TOKENS, RETENTION_PROBES
+from .probe_scores import PROBE_MAX_NEW_TOKENS, RETENTION_PROBES
 
 GENERATION_BATCH = 16  # chat.answer_batch's default
 
@@ -36,7 +36,7 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
     for one greedy decoding step of a generation batch."""
     import torch
 
-    from .chat import inference_mode
+    from .generate import inference_mode
     from .models import for_inference, for_training
 
     device = next(model.parameters()).device

@@ -69,7 +69,7 @@ def score(questions: list[Question], answers: list[str]) -> dict:
 
 def evaluate(model, tokenizer, questions: list[Question], max_new_tokens: int = 64, system_prompt: str = "",
              batch_size: int = 16, progress=None, desc: str | None = None) -> tuple[dict, list[str]]:
-    from .chat import answer_batch
+    from .generate import answer_batch
 
     answers = answer_batch(model, tokenizer, [q.question for q in questions], max_new_tokens=max_new_tokens,
                            system_prompt=system_prompt, batch_size=batch_size, progress=progress, desc=desc)

@@ -87,7 +87,7 @@ def mistral_config(cfg):
     knobs still at the embedded model's recipe values take the GPU recipe's (or the default)."""
     from .config import Config, recipe_of, replace
     from .embedded import EMBEDDED
-    from .models import GPU_DEFAULT_MODEL, resolve_model_name
+    from .choice import GPU_DEFAULT_MODEL, resolve_model_name
     from .recipes import GPU_RECIPE, read
 
     name, _ = recipe_of(cfg)

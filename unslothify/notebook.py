@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .config import Config, load_config, recipe_of, replace
-from .models import resolve_model_name
+from .choice import resolve_model_name
 
 
 def start(project_dir: str = "..", config_path: str = "config.yaml", overrides: dict | None = None) -> Config:

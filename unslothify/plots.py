@@ -88,7 +88,7 @@ def loss_curves(history: list[dict], path: str | Path | None = None, title: str 
 def _with_band(ax, points: list[dict], key: str, n_key: str, n_default: int, style: str, color: str, label: str):
     """A share against epochs, with a band of one standard error (40 probes at 0.5: +-0.08): differences
     inside the band are the probes' noise, not the model's."""
-    from .probes import standard_error
+    from .probe_scores import standard_error
 
     xs = [h["epoch"] for h in points]
     ys = [h[key] for h in points]

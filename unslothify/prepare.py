@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .config import Config
-from .data import DataError, Item, items_from_records, length_stats, split_items, tokenize_items
+from .data import DataError, Item, items_from_records, split_items
+from .tokens import length_stats, tokenize_items
 from .errors import StepMissing
 from .fsutil import atomic_dir, atomic_write_json, read_json, write_jsonl
 from .probes import build_probes, choose_objective, read_probes, write_probes

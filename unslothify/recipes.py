@@ -36,7 +36,7 @@ def available() -> list[str]:
 def choose(recipe: str, model: str, cuda: bool) -> tuple[str | None, str]:
     """(recipe name or None, why) for the `recipe` knob's value and the model asked for."""
     from .embedded import EMBEDDED
-    from .models import resolve_model_name
+    from .choice import resolve_model_name
 
     if recipe == "none":
         return None, "recipe: none was asked for: the defaults of config.py alone"

@@ -143,7 +143,7 @@ class FineTune:
         from accelerate import PartialState
 
         from .augment import describe_items, training_items
-        from .data import to_dataset, tokenize_items
+        from .tokens import to_dataset, tokenize_items
         from .prepare import is_current, load_prepared, prepare
 
         cfg = cfg or self.cfg
@@ -265,7 +265,7 @@ class FineTune:
         """Under the knowledge objective, what each evaluation scores: model -> probe recall and retention
         (unslothify/probes.py). The retention probes are filtered for this model once per session (and kept
         in the run folder); None under the skill objective."""
-        from .probes import measure, retention_probes
+        from .probe_scores import measure, retention_probes
 
         if prepared.objective != "knowledge" or not prepared.probes:
             return None
@@ -285,7 +285,7 @@ class FineTune:
     def _sft_trainer(self, call: Config, args, data: "TrainingData", probe, retention):
         from transformers import EarlyStoppingCallback
 
-        from .callbacks import trainer_class
+        from .trainer import trainer_class
 
         callbacks = [history_callback(self, self.live_plot), *self.callbacks]
         if call.max_train_minutes:

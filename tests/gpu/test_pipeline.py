@@ -231,7 +231,8 @@ def test_gguf_export(cfg):
 
 
 def test_chat(cfg):
-    from unslothify.chat import ChatSession, answer_batch
+    from unslothify.chat import ChatSession
+    from unslothify.generate import answer_batch
 
     ft = state["ft"]
     chat = ChatSession(ft.model, ft.tokenizer, temperature=0.0, max_new_tokens=24)

@@ -35,7 +35,7 @@ def _clean_generated_question(text: str) -> str:
 def model_rephrasings(model, tokenizer, questions: list[str], k: int, max_new_tokens: int = 48) -> list[list[str]]:
     """Raw generations: for each question, one greedy rewording per style (len(REPHRASE_STYLES) per question,
     at least k); checked later by the caller."""
-    from ...chat import answer_batch
+    from ...generate import answer_batch
 
     styles = REPHRASE_STYLES * ((k + len(REPHRASE_STYLES) - 1) // len(REPHRASE_STYLES))
     prompts = [s.format(q=q) for q in questions for s in styles]
@@ -87,7 +87,7 @@ def run(ctx) -> None:
 def inputs(cfg) -> dict:
     if cfg.augment.rephrase_with == "rules":
         return {}
-    from ...models import resolve_model_name
+    from ...choice import resolve_model_name
 
     return {"model": resolve_model_name(cfg.model)[0], "max_new_tokens": cfg.max_new_tokens,
             "system_prompt": cfg.system_prompt}

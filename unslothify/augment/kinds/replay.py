@@ -47,7 +47,7 @@ def complete_sentences(text: str) -> str:
 
 def inputs(cfg) -> dict:
     """What replay records depend on besides the split: the generating model and its settings, the files."""
-    from ...models import resolve_model_name
+    from ...choice import resolve_model_name
 
     g = Path(cfg.general_questions) if cfg.general_questions else None
     p = prompts_path(cfg)
@@ -77,7 +77,7 @@ def run(ctx) -> None:
         ctx.progress(f"Note: replay asks for {cfg.augment.replay} prompts; {path} has {len(usable)} usable.")
     if not usable:
         return
-    from ...chat import answer_batch
+    from ...generate import answer_batch
 
     model, tokenizer, description = ctx.generator("model")
     ctx.progress(f"Replay: {description} answers {len(usable)} general prompts before training ...")
