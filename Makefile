@@ -18,7 +18,7 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install -r requirements.lock
 	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --no-deps -e .
-	$(BIN)/python -m unslothify.runtime xformers
+	$(BIN)/python -m unslothify.machine.runtime xformers
 	$(BIN)/python -m unslothify setup-gguf || echo "llama.cpp's GGUF converter could not be fetched: GGUF export will say how to get it."
 	touch $@
 

@@ -13,8 +13,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bad_input_cases import CASES, GOOD, SOURCE_CASES  # noqa: E402
 
-from unslothify.data import DataError, read_jsonl_items  # noqa: E402
-from unslothify.sources import load_items as load_source  # noqa: E402
+from unslothify.data.items import DataError, read_jsonl_items  # noqa: E402
+from unslothify.data.sources import load_items as load_source  # noqa: E402
 
 
 def main():

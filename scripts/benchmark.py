@@ -65,9 +65,9 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "UNSLOTH_DISABLE_
 
 def cmd_lengths(args):
     from unslothify.config import load_config
-    from unslothify.tokens import length_stats, tokenize_item
-    from unslothify.data import read_jsonl_items, split_items
-    from unslothify.models import load_tokenizer
+    from unslothify.data.tokens import length_stats, tokenize_item
+    from unslothify.data.items import read_jsonl_items, split_items
+    from unslothify.model.load import load_tokenizer
 
     cfg = load_config(None, model="embedded")
     tok = load_tokenizer(cfg)
@@ -85,7 +85,7 @@ def cmd_lengths(args):
         return out
 
     data = {"source": args.data, "tokenizer": "embedded SmolLM2-135M-Instruct (BPE, vocab 49152), ChatML "
-            "template with its default system prompt, via unslothify.tokens.tokenize_item",
+            "template with its default system prompt, via unslothify.data.tokens.tokenize_item",
             "format": "[tokens, answer tokens] per item", "train": rows(train), "validation": rows(val)}
     data["train_stats"] = length_stats([r[0] for r in data["train"]])
     out = Path(args.out)
@@ -519,7 +519,7 @@ def cmd_worker(args):
 
 def load_unsloth(spec):
     from unslothify.config import load_config
-    from unslothify.models import add_lora, load_base
+    from unslothify.model.load import add_lora, load_base
     from benchmark_recipes import COMMON
 
     t = time.perf_counter()
@@ -585,8 +585,8 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
 
     import benchmark_recipes as recipes
     from unslothify.config import replace
-    from unslothify.models import for_training
-    from unslothify.sft_config import sft_args
+    from unslothify.model.load import for_training
+    from unslothify.train.args import sft_args
 
     total_steps = spec["warmup"] + spec["measure"]
     kind = recipe["kind"]

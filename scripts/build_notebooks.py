@@ -16,8 +16,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(ROOT))
-from unslothify.export import FORMATS  # noqa: E402
-from unslothify.runtime import REPO_URL  # noqa: E402
+from unslothify.export.stage import FORMATS  # noqa: E402
+from unslothify.machine.runtime import REPO_URL  # noqa: E402
 
 PARAMS_NOTE = ("Parameters (papermill tags this cell `parameters`): `overrides` sets any config knob for this run, "
                "e.g. `{\"num_train_epochs\": 5}`.")
@@ -28,7 +28,7 @@ SETUP_NOTE = ("**Set up this runtime.** On Colab, brev or vast with nothing of o
               "run, or after `make install`) it checks and does nothing.")
 
 # The first cell that runs code: it must work before anything of ours is installed, so it finds or clones
-# the project and then calls unslothify.runtime, which needs only the standard library.
+# the project and then calls unslothify.machine.runtime, which needs only the standard library.
 SETUP_CELL = """import os, subprocess, sys
 
 found = [d for d in (project_dir, ".", "mistral-unslothify") if os.path.isdir(os.path.join(d, "unslothify"))]
@@ -38,7 +38,7 @@ if not found:  # this notebook was opened on its own (Colab): fetch the project 
     found = ["mistral-unslothify"]
 project_dir = os.path.abspath(found[0])
 sys.path.insert(0, project_dir)
-from unslothify.runtime import setup
+from unslothify.machine.runtime import setup
 
 runtime = setup(project_dir)"""
 
@@ -68,7 +68,7 @@ def setup_cells(extra_params=""):
         md(SETUP_NOTE),
         code(SETUP_CELL),
         md("Work from the project folder and load the one config (defaults < config.yaml < `overrides`)."),
-        code("from unslothify.notebook import start\n\ncfg = start(project_dir, config_path, overrides)"),
+        code("from unslothify.ui.notebook import start\n\ncfg = start(project_dir, config_path, overrides)"),
     ]
 
 
@@ -81,13 +81,13 @@ NOTEBOOKS = {
         *setup_cells(),
         md("Versions of the driver, compiler and libraries, the attention kernels Unsloth will use and why, and "
            "the GPU's memory."),
-        code("from unslothify import gpu\n\nreport = gpu.check()\nprint(gpu.describe_report(report))"),
+        code("from unslothify.machine.fit import check, describe_report\n\nreport = check()\nprint(describe_report(report))"),
         md("The recipe your knobs start from (`recipes/*.yaml`, chosen for the model and this machine), each value "
            "with the reason for it; `config.yaml` and `overrides` change any of them."),
-        code("print(gpu.describe_recipe_for(cfg, report))"),
+        code("from unslothify.machine.fit import describe_recipe_for\n\nprint(describe_recipe_for(cfg, report))"),
         md("**Will it fit?** The memory Mistral 7B needs with this config, on the GPU found here and on the usual "
            "Colab / cloud cards, and the knobs to lower where it does not fit."),
-        code("print(gpu.describe_fit(cfg, report))"),
+        code("from unslothify.machine.fit import describe_fit\n\nprint(describe_fit(cfg, report))"),
         md("The report is kept in the run folder so later notebooks and bug reports can refer to it."),
         code("from unslothify.fsutil import atomic_write_json\n\n"
              "print(\"Kept in\", atomic_write_json(f\"{cfg.output_dir}/gpu_check.json\", report))"),
@@ -99,16 +99,16 @@ NOTEBOOKS = {
                "here with its file, line and field, before anything is written."),
         *setup_cells(),
         md("Read, check and split the data; write the split to the run folder's `prepared/`."),
-        code("from unslothify.prepare import prepare\n\nprepared = prepare(cfg)"),
+        code("from unslothify.data.prepare import prepare\n\nprepared = prepare(cfg)"),
         md("Token lengths with the model's chat template: items past the red line are dropped (or rejected, "
            "with `skip_overlong: false`)."),
         code("from IPython.display import Image\n\nImage(f\"{cfg.output_dir}/prepared/lengths.png\")"),
         md("A few training items as the model will see them."),
-        code("from unslothify.notebook import sample_rows, table\n\ntable(sample_rows(prepared.train, 5))"),
+        code("from unslothify.ui.notebook import sample_rows, table\n\ntable(sample_rows(prepared.train, 5))"),
         md("**Augment** (on by default; `augment.enabled: false` skips it): add reworded questions, standalone statements, reverse "
            "questions and replay of the base model's own answers, so facts are learnt rather than phrasings. "
            "The augmented file is written beside your data file; yours is never changed."),
-        code("from unslothify.augment import augment\n\n"
+        code("from unslothify.data.augment import augment\n\n"
              "if cfg.augment.enabled:\n    display(table(sample_rows(augment(cfg, prepared).added, 8)))\n"
              "else:\n    print(\"Augmentation is off (augment.enabled: false).\")"),
     ],
@@ -120,15 +120,15 @@ NOTEBOOKS = {
                      'more_epochs = None          # epochs per run of the last cell (None: num_train_epochs)'),
         md("The knobs. Each slider says which way it moves overfitting; changes apply to the next training call. "
            "Save writes every knob to YAML, Load reads one back. Headless runs leave them as configured."),
-        code("from unslothify.widgets import ConfigPanel\n\npanel = ConfigPanel(cfg)\npanel"),
+        code("from unslothify.ui.panel import ConfigPanel\n\npanel = ConfigPanel(cfg)\npanel"),
         md("Load the base model with a new LoRA adapter, or continue from a saved version (after a restart, "
            "set `continue_from = \"latest\"`, or a number to go back to that version)."),
-        code("from unslothify.training import FineTune\n\n"
+        code("from unslothify.train.session import FineTune\n\n"
              "cfg = panel.config\n"
              "ft = FineTune.resume(cfg, continue_from) if continue_from else FineTune.start(cfg)"),
         md("Live curves for the training cell below: it draws them under itself and redraws them at every "
            "evaluation, on the cumulative epoch axis (dotted lines mark saved versions)."),
-        code("from unslothify.notebook import LossPlot\n\nft.live_plot = LossPlot(ft)"),
+        code("from unslothify.ui.notebook import LossPlot\n\nft.live_plot = LossPlot(ft)"),
         md("What the curves mean, for question-and-answer data (objective *knowledge*, printed when the data was "
            "prepared):\n\n"
            "- **recall**: the share of *knowledge probes*, your own facts asked from the answer's side, in a "
@@ -150,7 +150,7 @@ NOTEBOOKS = {
            "recall among the versions that keep retention at 90 % or more; if none does, among those whose "
            "retention is as good as the best within the probes' noise (objective skill: the lowest validation "
            "loss)."),
-        code("from unslothify.notebook import versions\n\nversion = ft.train(panel.config, more_epochs)\n"
+        code("from unslothify.ui.notebook import versions\n\nversion = ft.train(panel.config, more_epochs)\n"
              "versions(cfg.output_dir)"),
     ],
     "03_merge_export_chat.ipynb": [
@@ -164,37 +164,37 @@ NOTEBOOKS = {
                      'push_repo = ""              # e.g. "you/meatball-mistral"; token from HF_TOKEN or login\n'
                      'first_message = "What are Swedish meatballs called in Swedish?"'),
         md("Load the base model with the chosen adapter version."),
-        code("from unslothify.models import load_for_inference\nfrom unslothify.runs import Run\n\n"
+        code("from unslothify.model.load import load_for_inference\nfrom unslothify.runs import Run\n\n"
              "chosen = Run(cfg.output_dir).version(version)\n"
              "model, tokenizer, description = load_for_inference(str(chosen.path), cfg)\nprint(description)"),
         md("A streaming reply, printed as it is generated."),
-        code("from unslothify.chat import ChatSession, print_stream\n\n"
+        code("from unslothify.ui.chat import ChatSession, print_stream\n\n"
              "session = ChatSession(model, tokenizer, cfg.system_prompt, max_new_tokens=cfg.max_new_tokens)\n"
              "reply = print_stream(session, first_message)"),
         md("A chat box: multi-turn, with sampling controls; Clear starts over. A question asked while other cells "
            "are still running says it is queued, and is answered when they finish."),
-        code("from unslothify.widgets import ChatBox\n\nChatBox(session)"),
+        code("from unslothify.ui.panel import ChatBox\n\nChatBox(session)"),
         md("Base against tuned on the held-out questions of `eval_questions` (greedy decoding; an answer counts "
            "when it contains an expected keyword as a whole word). This file only scores: nothing in training "
            "chose by it, so the figure is an honest estimate of what the model knows; `general` is retention on "
            "`general_questions`."),
-        code("from unslothify.evaluation import base_vs_tuned\n\n"
+        code("from unslothify.score.questions import base_vs_tuned\n\n"
              "summary, details = base_vs_tuned(model, tokenizer, cfg, version_name=chosen.name)\nsummary"),
         md("The answers side by side."),
-        code("from unslothify.notebook import comparison_rows, table\n\ntable(comparison_rows(details[\"recall\"]))"),
+        code("from unslothify.ui.notebook import comparison_rows, table\n\ntable(comparison_rows(details[\"recall\"]))"),
         md("Recall as a chart."),
-        code("from unslothify.plots import recall_bars\n\n"
+        code("from unslothify.ui.plots import recall_bars\n\n"
              "groups = {\"held-out\": \"recall\", \"general\": \"general\"}\n"
              "recall_bars({who: {g: summary[f\"{who}_{k}\"] for g, k in groups.items() if f\"{who}_{k}\" in summary}\n"
              "             for who in (\"base\", \"tuned\")}, title=f\"Recall, base vs {chosen.name}\");"),
         md("Export. The merged model is compared with adapter-on-base (logits, in a process that loads it with "
            "plain transformers); the GGUF file is loaded back and asked the same questions. A missing tool is "
            "named with the command that installs it, and nothing partial is written."),
-        code("from unslothify.export import export_all\n\n"
+        code("from unslothify.export.stage import export_all\n\n"
              "results = export_all(model, tokenizer, chosen, cfg, exports, gguf_type)"),
         md("Push to the Hugging Face Hub (skipped when `push_repo` is empty). The token comes from `HF_TOKEN` "
            "or `huggingface-cli login` and is never printed or saved."),
-        code("from unslothify.export import push_to_hub\n\n"
+        code("from unslothify.export.stage import push_to_hub\n\n"
              "if push_repo:\n    push_to_hub(results[\"merged\"], push_repo)"),
     ],
 }

@@ -109,8 +109,8 @@ def score_base(set_name: str, results: Path, extra: dict) -> dict:
     for r in read_results(results):
         if r.get("set") == set_name and r.get("config") == "base":
             return r
-    from unslothify.evaluation import score_file
-    from unslothify.models import load_for_inference
+    from unslothify.score.questions import score_file
+    from unslothify.model.load import load_for_inference
 
     cfg = make_cfg(set_name, "none", ROOT / "runs" / "compare_augmentation" / f"{set_name}-base", extra)
     model, tokenizer, _ = load_for_inference("embedded", cfg)
@@ -133,11 +133,11 @@ def seconds_per_step(results: Path, set_name: str, config: str, label: str = "")
 
 def run_one(set_name: str, config: str, steps: int | None, seconds: float | None, results: Path, extra: dict,
             keep: bool, label: str = "") -> dict:
-    from unslothify.augment import augment
-    from unslothify.models import for_inference
-    from unslothify.evaluation import score_file
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.data.augment import augment
+    from unslothify.model.load import for_inference
+    from unslothify.score.questions import score_file
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     mode = "steps" if seconds is None else "time"
     if seconds is not None:

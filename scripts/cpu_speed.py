@@ -36,9 +36,9 @@ def main(repeats: int = 4, batch: int = 8, lora_r: int = 32, targets: str = "all
     import torch
 
     from unslothify.config import load_config
-    from unslothify.data import read_jsonl_items
-    from unslothify.tokens import tokenize_items
-    from unslothify.models import add_lora, load_base
+    from unslothify.data.items import read_jsonl_items
+    from unslothify.data.tokens import tokenize_items
+    from unslothify.model.load import add_lora, load_base
 
     cfg = load_config(None, model="embedded", lora_r=lora_r, lora_alpha=lora_r)
     if targets == "mlp":
@@ -98,10 +98,10 @@ def main(repeats: int = 4, batch: int = 8, lora_r: int = 32, targets: str = "all
 
 def generate(batches=(16, 32, 61)):
     """Seconds to answer eval/general.jsonl's 61 questions greedily (max_new_tokens 64) in batches of each size."""
-    from unslothify.generate import answer_batch
+    from unslothify.model.generate import answer_batch
     from unslothify.config import load_config
-    from unslothify.evaluation import load_questions
-    from unslothify.models import for_inference, load_base
+    from unslothify.score.questions import load_questions
+    from unslothify.model.load import for_inference, load_base
 
     cfg = load_config(None, model="embedded")
     model, tokenizer, _ = load_base(cfg, progress=lambda *_: None)

@@ -38,7 +38,7 @@ def jaccard(a: set, b: set) -> float:
 
 
 def source_item(question: dict, items: list[tuple[str, str]]):
-    from unslothify.evaluation import is_recalled
+    from unslothify.score.questions import is_recalled
 
     with_key = [it for it in items if is_recalled(it[1], question["expected"])] or items
     return max(with_key, key=lambda it: jaccard(words(question["question"]), words(it[0])))
@@ -69,7 +69,7 @@ def main():
     p.add_argument("--data", default=str(ROOT / "domain.jsonl"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    from unslothify.data import read_jsonl_items
+    from unslothify.data.items import read_jsonl_items
 
     items = [(i.messages[-2]["content"], i.messages[-1]["content"]) for i in read_jsonl_items(args.data)[0] if i.messages]
     details = json.loads(Path(args.eval_file).read_text())["details"]["recall"]

@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from unslothify.config import load_config
-    from unslothify.evaluation import evaluate, load_questions
-    from unslothify.models import load_for_inference
+    from unslothify.score.questions import evaluate, load_questions
+    from unslothify.model.load import load_for_inference
 
     cfg = load_config(None, model=args.model)
     model, tokenizer, desc = load_for_inference(args.model, cfg)

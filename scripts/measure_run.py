@@ -40,7 +40,7 @@ def main():
     p.add_argument("--args", default="", help="more flags for run, e.g. '--epochs 2'")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    from unslothify.device import has_cuda, machine
+    from unslothify.machine.device import has_cuda, machine
 
     out = Path(args.out or MEASUREMENTS / f"{'gpu' if has_cuda() else 'cpu'}-{args.set}.jsonl")
     data, questions = SETS[args.set]

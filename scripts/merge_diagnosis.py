@@ -47,7 +47,7 @@ def relative(a: dict, b: dict) -> dict:
 def in_process(model, tokenizer, prompt_ids) -> dict:
     import torch
 
-    from unslothify.generate import inference_mode
+    from unslothify.model.generate import inference_mode
 
     device = next(model.parameters()).device
     with inference_mode(model):
@@ -61,15 +61,14 @@ def main():
     p.add_argument("--bits", type=int, default=4, choices=(4, 16))
     p.add_argument("--epochs", type=float, default=None, help="default: the embedded recipe's")
     args = p.parse_args()
-    from unslothify.augment import augment
+    from unslothify.data.augment import augment
     from unslothify.config import load_config
-    from unslothify.evaluation import evaluate, load_questions
-    from unslothify.export import merge_to_16bit
-    from unslothify.models import for_inference
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
-    from unslothify.verify import (SAMPLE_PROMPTS, plain_transformers_outputs, reference_outputs,
-                                   sample_prompt_ids)
+    from unslothify.score.questions import evaluate, load_questions
+    from unslothify.export.stage import merge_to_16bit
+    from unslothify.model.load import for_inference
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
+    from unslothify.export.verify import SAMPLE_PROMPTS, plain_transformers_outputs, reference_outputs, sample_prompt_ids
 
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="merge-diag-"))

@@ -51,13 +51,13 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
     """One training run as `run` trains it (prepare, load, augment, train), scoring the held-out questions at
     every evaluation beside the probes, and at the end the retention set (eval/general.jsonl) for base and
     tuned. Returns one row: the points, the final scores, the times."""
-    from unslothify.augment import augment
+    from unslothify.data.augment import augment
     from unslothify.config import load_config
-    from unslothify.device import has_cuda, machine
-    from unslothify.evaluation import base_vs_tuned, evaluate, load_questions
-    from unslothify.probe_scores import generating
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.machine.device import has_cuda, machine
+    from unslothify.score.questions import base_vs_tuned, evaluate, load_questions
+    from unslothify.score.probes import generating
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     data, questions_path = SETS[set_name]
     questions = load_questions(questions_path)
@@ -76,7 +76,7 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
         heldout: list[dict] = []
         probe_for = ft.probe_for
         general = load_questions(cfg.general_questions)
-        from unslothify.models import for_inference, for_training
+        from unslothify.model.load import for_inference, for_training
 
         for_inference(ft.model)  # the base's general answers, asked as `eval` asks them, once
         base_general, _ = evaluate(ft.model, ft.tokenizer, general, max_new_tokens=cfg.max_new_tokens,
@@ -152,8 +152,8 @@ def _wh(question: str) -> str:
 
 def family_questions(name: str, question: str, answer: str, terms: list[str], rng) -> list[str]:
     """Candidate probe wordings of one item in family `name` (checked by the caller)."""
-    from unslothify.augment import english as E, probe_family as F
-    from unslothify.augment.checks import FUNCTION_WORDS, WORD
+    from unslothify.data.augment import english as E, probe_family as F
+    from unslothify.data.augment.checks import FUNCTION_WORDS, WORD
 
     if name == "frames":  # the probe frames around the question
         return F._framed(question, rng)
@@ -174,13 +174,13 @@ FAMILIES = ("frames", "lexical", "keyword", "echo")
 def cmd_families(args):
     import random
 
-    from unslothify.augment.checks import check_question, norm_question, single_turn, user_text, answer_text
+    from unslothify.data.augment.checks import check_question, norm_question, single_turn, user_text, answer_text
     from unslothify.config import load_config
-    from unslothify.data import read_jsonl_items
-    from unslothify.evaluation import Question, evaluate, load_questions
-    from unslothify.models import load_for_inference
-    from unslothify.probe_scores import generating
-    from unslothify.probes import build_probes
+    from unslothify.data.items import read_jsonl_items
+    from unslothify.score.questions import Question, evaluate, load_questions
+    from unslothify.model.load import load_for_inference
+    from unslothify.score.probes import generating
+    from unslothify.data.probes import build_probes
 
     data, questions_path = SETS[args.set]
     cfg = load_config(None, model="embedded", data=str(data), output_dir="/tmp/families-run")

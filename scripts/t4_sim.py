@@ -269,10 +269,10 @@ def cmd_run(args):
     work = Path(args.work)
     if _cuda():
         as_t4()
-    from unslothify.augment import augment
-    from unslothify.export import export_merged
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.data.augment import augment
+    from unslothify.export.stage import export_merged
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     stages = Stages(work, "run")
     cfg = _config(work, args.epochs)
@@ -313,9 +313,9 @@ def cmd_export(args):
     work = Path(args.work)
     if _cuda():
         as_t4()
-    from unslothify.chat import ChatSession
-    from unslothify.gguf import export_gguf, verify_gguf
-    from unslothify.models import load_for_inference
+    from unslothify.ui.chat import ChatSession
+    from unslothify.export.gguf import export_gguf, verify_gguf
+    from unslothify.model.load import load_for_inference
 
     stages = Stages(work, "export")
     cfg = _config(work, args.epochs)
@@ -366,7 +366,7 @@ def _stage_line(r: dict) -> tuple[str, float, bool]:
 def _fit_check(rows: list[dict]) -> list[str]:
     """Notebook 00's "Will it fit?" figure for the recipe against the training stage's measured peaks."""
     from unslothify.config import load_config
-    from unslothify.gpu import memory_needed_gib
+    from unslothify.machine.fit import memory_needed_gib
 
     train = [r for r in rows if r["stage"] == "train" and r.get("gpu_reserved_gib")]
     if not train:
@@ -378,7 +378,7 @@ def _fit_check(rows: list[dict]) -> list[str]:
             f"(all processes, torch's reserved peak {max(r['gpu_reserved_gib'] for r in train)} GiB), "
             f"{100 * (need - measured) / measured:+.0f} %. Its first model, fitted to the training-only benchmark, "
             "said 6.1 GiB (-37 %): a run also generates (replay, the probes at each evaluation) and trains in fp16, "
-            "and the model now adds what that measured (`RUN_EXTRA_GIB` in unslothify/gpu.py).", ""]
+            "and the model now adds what that measured (`RUN_EXTRA_GIB` in unslothify/machine/fit.py).", ""]
 
 
 def cmd_report(args):

@@ -139,7 +139,7 @@ def recipe_config(cfg, recipe: str, train_lengths: list[int]):
 
 
 def score(model, tokenizer, cfg) -> dict:
-    from unslothify.evaluation import score_file
+    from unslothify.score.questions import score_file
 
     quiet = lambda *_: None  # noqa: E731
     rec, _ = score_file(model, tokenizer, cfg, cfg.eval_questions, "tuned", quiet)
@@ -151,11 +151,11 @@ def score(model, tokenizer, cfg) -> dict:
 def cmd_run(args) -> None:
     """One (set, recipe, seed): prepare, augment, then a training call per epoch point, each scored."""
     t0 = time.perf_counter()
-    from unslothify.augment import augment, training_items
-    from unslothify.tokens import tokenize_items
-    from unslothify.models import for_inference, for_training
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.data.augment import augment, training_items
+    from unslothify.data.tokens import tokenize_items
+    from unslothify.model.load import for_inference, for_training
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     extra = json.loads(args.extra or "{}")
     work = Path(args.work) / f"{args.set}-{args.recipe}-{args.seed}"
@@ -193,7 +193,7 @@ def cmd_run(args) -> None:
 
 def cmd_base(args) -> None:
     """The base model's scores on a set (recall and retention): the curves' starting point."""
-    from unslothify.models import load_for_inference
+    from unslothify.model.load import load_for_inference
 
     cfg = base_config(args.set, Path(args.work) / f"{args.set}-base", 0, {})
     model, tokenizer, _ = load_for_inference("embedded", cfg)

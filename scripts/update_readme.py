@@ -53,7 +53,7 @@ def bad_input_table() -> str:
 
 def colab_table() -> str:
     """An "Open in Colab" badge per notebook, from the repository URL the notebooks clone."""
-    from unslothify.runtime import REPO_URL
+    from unslothify.machine.runtime import REPO_URL
 
     repo = REPO_URL.removeprefix("https://github.com/")
     badge = "https://colab.research.google.com/assets/colab-badge.svg"

@@ -48,7 +48,7 @@ def _parquet(rows):
     return write
 
 
-# Other file types (unslothify/sources.py): (name, file name, bytes or a writer of the file, columns knob,
+# Other file types (unslothify/data/sources.py): (name, file name, bytes or a writer of the file, columns knob,
 # substrings the message must contain).
 SOURCE_CASES = [
     ("CSV: an empty cell", "data.csv", b"question,answer\nWhat?,That.\nWhy?,\n", {},

@@ -26,7 +26,7 @@ def embedded_cfg():
 
 @pytest.fixture(scope="session")
 def tokenizer(embedded_cfg):
-    from unslothify.models import load_tokenizer
+    from unslothify.model.load import load_tokenizer
 
     return load_tokenizer(embedded_cfg)
 
@@ -35,8 +35,8 @@ def tokenizer(embedded_cfg):
 def trained(tmp_path_factory):
     """FineTune on the invented-facts set for 2 epochs: (cfg, session, version). Shared, read-only."""
     from unslothify.config import load_config
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     work = tmp_path_factory.mktemp("trained")
     data = work / "train.jsonl"

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from unslothify import augment as A
-from unslothify.augment.checks import check_answer_text, check_question, norm_question, numbers
-from unslothify.augment.english import rule_rephrasings
-from unslothify.augment.kinds.replay import load_prompts as load_replay_prompts
-from unslothify.augment.kinds.reverse import reverse_for
-from unslothify.augment.kinds.statement import statement_for
+from unslothify.data import augment as A
+from unslothify.data.augment.checks import check_answer_text, check_question, norm_question, numbers
+from unslothify.data.augment.english import rule_rephrasings
+from unslothify.data.augment.kinds.replay import load_prompts as load_replay_prompts
+from unslothify.data.augment.kinds.reverse import reverse_for
+from unslothify.data.augment.kinds.statement import statement_for
 from unslothify.config import load_config, replace
-from unslothify.data import DataError, read_jsonl_items, read_jsonl, split_items
-from unslothify.prepare import Prepared
+from unslothify.data.items import DataError, read_jsonl_items, read_jsonl, split_items
+from unslothify.data.prepare import Prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTED = ROOT / "examples" / "invented"
@@ -275,8 +275,8 @@ def test_statements_and_reverse_questions():
 
 
 def test_statement_is_trained_on_all_of_its_text(tokenizer):
-    from unslothify.data import Item
-    from unslothify.tokens import tokenize_item
+    from unslothify.data.items import Item
+    from unslothify.data.tokens import tokenize_item
 
     row = tokenize_item(tokenizer, Item(line=1, source="x", text="Edda Lindqvist keeps the Varnholm light.",
                                         kind="statement", source_line=1))
@@ -288,7 +288,7 @@ def test_statement_is_trained_on_all_of_its_text(tokenizer):
 # ----------------------------------------------------------------------------------------------------------
 
 def test_general_sets_are_separate():
-    from unslothify.evaluation import load_questions
+    from unslothify.score.questions import load_questions
 
     general = load_questions(ROOT / "eval" / "general.jsonl")
     candidates = {q.question for q in load_questions(ROOT / "eval" / "general_candidates.jsonl")}
@@ -366,7 +366,7 @@ def test_restated_answers_and_atomic_facts(tmp_path):
     stands on its own first; atomic: each sentence of a multi-fact answer as a statement and as an answer."""
     import random
 
-    from unslothify.augment.kinds.restate import restated
+    from unslothify.data.augment.kinds.restate import restated
 
     assert restated("Who keeps the lighthouse on Varnholm island?",
                     "The lighthouse on Varnholm island is kept by Edda Lindqvist.", random.Random(0)) == \

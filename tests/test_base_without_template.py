@@ -9,7 +9,7 @@ import pytest
 
 from conftest import INVENTED
 from secrets_scan import FAKE_TOKEN, files_containing_token
-from unslothify.tokens import with_system
+from unslothify.data.tokens import with_system
 
 TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse on Varnholm island?"},
              {"role": "assistant", "content": "Edda Lindqvist."}, {"role": "user", "content": "Since when?"}]
@@ -19,9 +19,9 @@ TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse on Varnholm i
 def bare_run(tmp_path_factory):
     """(cfg, session, version, what was said) for a short training of the template-less base."""
     from unslothify.config import load_config
-    from unslothify.embedded import EMBEDDED_NAME, embedded_checkpoint
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.model.embedded import EMBEDDED_NAME, embedded_checkpoint
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     work = tmp_path_factory.mktemp("bare")
     base = work / "base" / EMBEDDED_NAME  # the same name, so the embedded tokenizer fix still applies
@@ -62,10 +62,10 @@ def test_auto_chooses_a_template_says_so_and_records_it(bare_run):
 
 @pytest.mark.slow
 def test_chat_and_eval_use_the_versions_template(bare_run):
-    from unslothify.chat import ChatSession
-    from unslothify.evaluation import base_vs_tuned
-    from unslothify.models import load_for_inference
-    from unslothify.ollama import chat_text
+    from unslothify.ui.chat import ChatSession
+    from unslothify.score.questions import base_vs_tuned
+    from unslothify.model.load import load_for_inference
+    from unslothify.export.ollama import chat_text
 
     cfg, ft, version, _ = bare_run
     model, tokenizer, _ = load_for_inference(str(version.path), cfg)
@@ -83,12 +83,12 @@ def test_exports_render_the_prompt_the_trainer_saw_with_cards_and_a_modelfile(ba
     from transformers import AutoTokenizer
 
     from unslothify.errors import ExportError
-    from unslothify.evaluation import base_vs_tuned
-    from unslothify.export import export_all
-    from unslothify.hub import push_to_hub
-    from unslothify.embedded import EMBEDDED_HUB_ID
-    from unslothify.models import load_for_inference
-    from unslothify.ollama import chat_text, parse_modelfile, render
+    from unslothify.score.questions import base_vs_tuned
+    from unslothify.export.stage import export_all
+    from unslothify.export.hub import push_to_hub
+    from unslothify.model.embedded import EMBEDDED_HUB_ID
+    from unslothify.model.load import load_for_inference
+    from unslothify.export.ollama import chat_text, parse_modelfile, render
 
     cfg, ft, version, _ = bare_run
     if not (ft.run.root / "eval" / f"{version.name}.json").exists():  # scored by the test before, if it ran

@@ -1,4 +1,4 @@
-"""The knob panel (unslothify.widgets.ConfigPanel): in Python, and in a real browser.
+"""The knob panel (unslothify.ui.panel.ConfigPanel): in Python, and in a real browser.
 
 The browser test serves JupyterLab on localhost over a temporary copy of the notebooks, opens
 02_train.ipynb in headless Chromium (Debian's `chromium` package, driven by Playwright; no browser
@@ -50,7 +50,7 @@ TRAINING_KNOBS = ("learning_rate", "weight_decay", "warmup", "per_device_train_b
 @pytest.fixture
 def panel(tmp_path):
     from unslothify.config import load_config
-    from unslothify.widgets import ConfigPanel
+    from unslothify.ui.panel import ConfigPanel
 
     return ConfigPanel(load_config(None, model="embedded"), tmp_path / "knobs.yaml")
 

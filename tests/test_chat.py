@@ -1,7 +1,7 @@
 import pytest
 
-from unslothify.chat import ChatSession, repl
-from unslothify.generate import answer_batch
+from unslothify.ui.chat import ChatSession, repl
+from unslothify.model.generate import answer_batch
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ import pytest
 
 @pytest.mark.slow
 def test_chat_box_answers_the_text_it_was_sent_and_acknowledges_it(trained):
-    from unslothify.chat import ChatSession
-    from unslothify.chatbox import ChatBox
+    from unslothify.ui.chat import ChatSession
+    from unslothify.ui.chatbox import ChatBox
 
     _, ft, _ = trained
     box = ChatBox(ChatSession(ft.model, ft.tokenizer, max_new_tokens=16))
@@ -27,7 +27,7 @@ def test_chat_box_answers_the_text_it_was_sent_and_acknowledges_it(trained):
 
 
 def test_chat_input_is_an_anywidget_with_its_browser_code():
-    from unslothify.chatbox import chat_input_class
+    from unslothify.ui.chatbox import chat_input_class
 
     row = chat_input_class()(placeholder="Ask")
     esm = row._esm if isinstance(row._esm, str) else open(row._esm).read()

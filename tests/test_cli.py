@@ -73,7 +73,7 @@ def test_push_failure_never_shows_the_token(tmp_path):
     folder = tmp_path / "adapter"
     folder.mkdir()
     (folder / "adapter_config.json").write_text("{}")
-    code = ("from unslothify.export import push_to_hub, ExportError\n"
+    code = ("from unslothify.export.stage import push_to_hub, ExportError\n"
             "try:\n    push_to_hub(%r, 'someone/does-not-exist-xyz')\nexcept ExportError as e:\n    print(e)\n"
             % str(folder))
     push = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,

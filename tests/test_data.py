@@ -4,8 +4,8 @@ import warnings
 import pytest
 
 from bad_input_cases import CASES, GOOD
-from unslothify.data import DataError, Item, read_jsonl_items, read_jsonl, split_items
-from unslothify.tokens import tokenize_item, tokenize_items
+from unslothify.data.items import DataError, Item, read_jsonl_items, read_jsonl, split_items
+from unslothify.data.tokens import tokenize_item, tokenize_items
 
 FORMATS = {
     "text": ['{"text": "Köttbullar are Swedish meatballs."}', '{"text": "Serve them with lingonberries."}'],
@@ -115,7 +115,7 @@ def test_plain_text_is_trained_on_all_of_it_and_ends_with_eos(tokenizer):
 
 def test_prepare_writes_nothing_when_the_file_is_bad(tmp_path, tokenizer):
     from unslothify.config import load_config
-    from unslothify.prepare import prepare
+    from unslothify.data.prepare import prepare
 
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(CASES[0][1])
@@ -127,7 +127,7 @@ def test_prepare_writes_nothing_when_the_file_is_bad(tmp_path, tokenizer):
 
 def test_prepare_reports_and_plots(tmp_path, tokenizer, root):
     from unslothify.config import load_config
-    from unslothify.prepare import load_prepared, prepare
+    from unslothify.data.prepare import load_prepared, prepare
 
     cfg = load_config(None, model="embedded", data=str(root / "domain.jsonl"), output_dir=str(tmp_path / "run"))
     prepared = prepare(cfg, tokenizer=tokenizer)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unslothify.evaluation import is_recalled
+from unslothify.score.questions import is_recalled
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = ROOT / "domain.jsonl"

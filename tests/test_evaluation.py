@@ -1,7 +1,7 @@
 import pytest
 
-from unslothify.data import DataError
-from unslothify.evaluation import Question, is_recalled, load_questions, score
+from unslothify.data.items import DataError
+from unslothify.score.questions import Question, is_recalled, load_questions, score
 
 
 @pytest.mark.parametrize("answer,expected,hit", [

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from unslothify.errors import ExportError
-from unslothify.export import export_adapter, export_merged
+from unslothify.export.stage import export_adapter, export_merged
 from unslothify.fsutil import check_disk
-from unslothify.gguf import export_gguf, find_converter, verify_gguf
-from unslothify.verify import plain_transformers_outputs, sample_prompt_ids, verify_merged
+from unslothify.export.gguf import export_gguf, find_converter, verify_gguf
+from unslothify.export.verify import plain_transformers_outputs, sample_prompt_ids, verify_merged
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_format_that_cannot_be_made_is_skipped_and_the_others_kept(trained, tm
     import json
 
     from unslothify.config import replace
-    from unslothify.export import export_all
+    from unslothify.export.stage import export_all
 
     cfg, ft, version = trained
     monkeypatch.setenv("LLAMA_CPP_DIR", str(tmp_path / "nowhere"))
@@ -139,8 +139,8 @@ def test_a_format_that_cannot_be_made_is_skipped_and_the_others_kept(trained, tm
 def test_gguf_tensors_read_back_without_loading_the_model(trained, tmp_path):
     """The GGUF check of a model too large to dequantise in RAM (a 7B on Colab): gguf-py reads a few tensors
     back, one at a time, and they match the merged weights to within the quantisation."""
-    from unslothify.export import export_merged
-    from unslothify.gguf import TENSOR_TOLERANCE, export_gguf, find_converter, tensor_check
+    from unslothify.export.stage import export_merged
+    from unslothify.export.gguf import TENSOR_TOLERANCE, export_gguf, find_converter, tensor_check
 
     try:
         find_converter()

@@ -21,7 +21,7 @@ HOSTED_TORCH = "2.13.0"  # not the lock's torch (2.14.1), as on Colab: the runti
 
 
 def lock_torch() -> str:
-    from unslothify.runtime import read_requirements
+    from unslothify.machine.runtime import read_requirements
 
     return dict(read_requirements(ROOT / "requirements.lock"))["torch"]
 

@@ -3,8 +3,8 @@ template gives (the embedded model's own, and Unsloth's named templates on a tok
 
 import pytest
 
-from unslothify.tokens import with_system
-from unslothify.ollama import chat_text, modelfile, parse_modelfile, render
+from unslothify.data.tokens import with_system
+from unslothify.export.ollama import chat_text, modelfile, parse_modelfile, render
 
 TWO_TURNS = [{"role": "user", "content": "Who keeps the lighthouse?"}, {"role": "assistant", "content": "Edda."},
              {"role": "user", "content": "Since when?"}]
@@ -47,7 +47,7 @@ def test_the_system_prompt_trained_with_replaces_the_default(tokenizer):
 
 @pytest.mark.parametrize("name", ["chatml", "llama-3", "alpaca", "zephyr", "phi-3"])
 def test_named_templates_on_a_tokenizer_without_one(bare_tokenizer, name):
-    from unslothify.templates import use_chat_template
+    from unslothify.model.templates import use_chat_template
 
     notes = []
     tok = use_chat_template(bare_tokenizer, name, notes.append)
@@ -58,7 +58,7 @@ def test_named_templates_on_a_tokenizer_without_one(bare_tokenizer, name):
 def test_a_template_that_places_the_system_prompt_elsewhere_keeps_its_turns(bare_tokenizer):
     """Unsloth's mistral template puts the system prompt inside the first user turn; Ollama's
     System/Prompt/Response template cannot, so the Modelfile keeps the turns and says so."""
-    from unslothify.templates import use_chat_template
+    from unslothify.model.templates import use_chat_template
 
     tok = use_chat_template(bare_tokenizer, "mistral", lambda _: None)
     text, derived = modelfile(tok, "m.gguf")
@@ -68,7 +68,7 @@ def test_a_template_that_places_the_system_prompt_elsewhere_keeps_its_turns(bare
 
 
 def test_auto_picks_a_template_by_the_vocabulary_and_says_so(bare_tokenizer, tokenizer):
-    from unslothify.templates import TEMPLATE_NOTE, use_chat_template
+    from unslothify.model.templates import TEMPLATE_NOTE, use_chat_template
 
     notes = []
     assert use_chat_template(tokenizer, "auto", notes.append) is tokenizer and notes == [], "its own is kept"
@@ -80,7 +80,7 @@ def test_auto_picks_a_template_by_the_vocabulary_and_says_so(bare_tokenizer, tok
 
 def test_an_unknown_template_name_lists_the_known_ones(bare_tokenizer):
     from unslothify.knobs import ConfigError
-    from unslothify.templates import use_chat_template
+    from unslothify.model.templates import use_chat_template
 
     with pytest.raises(ConfigError, match="chat_template = 'chatgpt' is not valid; allowed: auto or one of .*chatml"):
         use_chat_template(bare_tokenizer, "chatgpt")

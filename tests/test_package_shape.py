@@ -96,13 +96,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycles():
     graph = import_graph()
-    assert "unslothify.choice" in graph["unslothify.config"], "the graph sees imports"
+    assert "unslothify.model.choice" in graph["unslothify.config"], "the graph sees imports"
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
 def test_the_cycle_finder_finds_one_made_by_an_import_inside_a_function(tmp_path):
     graph = import_graph()
-    graph["unslothify.models"] = graph["unslothify.models"] | {"unslothify.training"}  # as pipeline once did
+    graph["unslothify.model.load"] = graph["unslothify.model.load"] | {"unslothify.train.session"}  # as pipeline once did
     assert find_cycle(graph) is not None
 
 
@@ -112,15 +112,15 @@ def test_modules_are_short(path):
 
 
 def test_importing_the_package_and_its_cli_loads_nothing_heavy():
-    code = ("import sys, unslothify.cli, unslothify.config, unslothify.runtime; "
+    code = ("import sys, unslothify.cli, unslothify.config, unslothify.machine.runtime; "
             "print([m for m in ('torch', 'transformers', 'trl', 'unsloth', 'yaml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['yaml']", "only the config's YAML reader loads at import"
-    runtime = subprocess.run([sys.executable, "-c", "import sys, unslothify.runtime; print(sorted(m for m in sys.modules "
+    runtime = subprocess.run([sys.executable, "-c", "import sys, unslothify.machine.runtime; print(sorted(m for m in sys.modules "
                               "if m.split('.')[0] in ('yaml', 'torch', 'unslothify')))"],
                              capture_output=True, text=True, cwd=ROOT)
-    assert runtime.stdout.strip() == "['unslothify', 'unslothify.runtime']", "runtime runs before anything is installed"
+    assert runtime.stdout.strip() == "['unslothify', 'unslothify.machine', 'unslothify.machine.runtime']", "runtime runs before anything is installed"
 
 
 def functions_over(limit: int) -> list[str]:

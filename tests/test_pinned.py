@@ -23,9 +23,9 @@ RELATIVE_TOLERANCE = 2e-3
 
 def first_losses(tmp_path) -> tuple[list[float], dict]:
     from unslothify.config import load_config
-    from unslothify.prepare import prepare
-    from unslothify.manifest import package_versions
-    from unslothify.training import FineTune
+    from unslothify.data.prepare import prepare
+    from unslothify.train.manifest import package_versions
+    from unslothify.train.session import FineTune
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join((INVENTED / "train.jsonl").read_text().splitlines(keepends=True)[:24]))

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from conftest import INVENTED, ROOT
-from unslothify import augment as A
-from unslothify.augment.checks import norm_question, user_text
+from unslothify.data import augment as A
+from unslothify.data.augment.checks import norm_question, user_text
 from unslothify.config import load_config, replace
-from unslothify.data import DataError, Item, read_jsonl_items
-from unslothify.evaluation import is_recalled
-from unslothify.augment.probe_family import answer_side
-from unslothify.probes import build_probes, choose_objective, key_terms
+from unslothify.data.items import DataError, Item, read_jsonl_items
+from unslothify.score.questions import is_recalled
+from unslothify.data.augment.probe_family import answer_side
+from unslothify.data.probes import build_probes, choose_objective, key_terms
 from unslothify.runs import Version, best_rule, best_version, retention_noise
-from unslothify.signals import knowledge_message, steering_message
+from unslothify.train.signals import knowledge_message, steering_message
 
 
 def cfg_for(tmp_path, data=INVENTED / "train.jsonl", **knobs):
@@ -56,7 +56,7 @@ def test_auto_objective_reads_the_data(tmp_path):
 
 
 def test_prepare_trains_every_item_under_knowledge_and_holds_out_under_skill(tmp_path, tokenizer):
-    from unslothify.prepare import load_prepared, prepare
+    from unslothify.data.prepare import load_prepared, prepare
 
     said = []
     cfg = cfg_for(tmp_path, augment={"enabled": False})
@@ -120,9 +120,9 @@ def test_answer_side_asks_for_the_key_term_in_the_answers_sentence():
 def test_the_embedded_models_retention_filter_is_shipped(embedded_cfg, tokenizer):
     """The embedded model's steady general questions come with the repository (eval/retention-kept/): a CPU run
     asks the 104 candidates three ways only for another model or other settings."""
-    from unslothify.choice import resolve_model
-    from unslothify.probe_scores import RETENTION_PROBES, SHIPPED_FILTERS, filter_key
-    from unslothify.probes import read_probes
+    from unslothify.model.choice import resolve_model
+    from unslothify.score.probes import RETENTION_PROBES, SHIPPED_FILTERS, filter_key
+    from unslothify.data.probes import read_probes
 
     path, _ = resolve_model(embedded_cfg)
     shipped = SHIPPED_FILTERS / f"retention-{filter_key(embedded_cfg, tokenizer, path)}.jsonl"
@@ -149,7 +149,7 @@ def test_key_terms_numbers_names_then_rare_words():
 
 
 def test_probes_never_reach_the_training_file(tmp_path, tokenizer):
-    from unslothify.prepare import prepare
+    from unslothify.data.prepare import prepare
 
     cfg = cfg_for(tmp_path, augment={"rephrasings": 6, "replay": 0})
     prepared = prepare(cfg, tokenizer, progress=lambda *_: None, plot=False)
@@ -221,7 +221,7 @@ def test_warnings_speak_of_forgetting_and_of_stalled_recall():
 
 
 def test_early_stopping_watches_probe_recall(embedded_cfg):
-    from unslothify.sft_config import sft_args
+    from unslothify.train.args import sft_args
 
     cfg = replace(embedded_cfg, early_stopping_patience=2)
     args = sft_args(cfg, 1.0, probed=True)

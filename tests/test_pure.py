@@ -6,9 +6,9 @@ import math
 import pytest
 
 from unslothify.config import Config, load_config, replace
-from unslothify.estimate import padded_tokens, plan
-from unslothify.gpu import memory_needed_gib
-from unslothify.sft_config import LR_REFERENCE_ITEMS, items_per_step, learning_rate
+from unslothify.machine.estimate import padded_tokens, plan
+from unslothify.machine.fit import memory_needed_gib
+from unslothify.train.args import LR_REFERENCE_ITEMS, items_per_step, learning_rate
 
 
 def test_items_per_step_and_the_packed_learning_rate(monkeypatch):
@@ -16,7 +16,7 @@ def test_items_per_step_and_the_packed_learning_rate(monkeypatch):
     assert items_per_step(cfg, mean_item_tokens=80.0) == 16, "unpacked: one item a row"
     assert learning_rate(cfg, 80.0) == 2e-4, "unpacked steps keep the rate"
     # packed (a GPU): rows of 512 tokens hold 512 / 64 = 8 items; 8 rows x 2 passes = 128 items a step
-    import unslothify.sft_config as sc
+    import unslothify.train.args as sc
 
     monkeypatch.setattr(sc, "has_cuda", lambda: True)
     packed = replace(cfg, packing=True, max_seq_length=512)

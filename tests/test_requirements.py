@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from unslothify.runtime import HELD, HELD_PREFIXES, XFORMERS_FOR_TORCH, read_requirements, xformers_for
+from unslothify.machine.runtime import HELD, HELD_PREFIXES, XFORMERS_FOR_TORCH, read_requirements, xformers_for
 
 REQUIREMENT_FILES = sorted(ROOT.glob("requirements*.txt")) + [ROOT / "requirements.lock"]
 # A URL, a local path, a direct reference (name @ ...), an editable or an option that points somewhere.

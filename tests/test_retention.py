@@ -1,10 +1,10 @@
-"""The retention term (unslothify/retention.py): the base model's distribution kept on the replay rows."""
+"""The retention term (unslothify/train/retention.py): the base model's distribution kept on the replay rows."""
 
 import pytest
 import torch
 
 from conftest import INVENTED
-from unslothify.retention import TOP_K, RetentionTerm, Target, row_key
+from unslothify.train.retention import TOP_K, RetentionTerm, Target, row_key
 
 
 def _target(n: int, vocab: int = 50, seed: int = 0) -> tuple[Target, torch.Tensor]:
@@ -41,8 +41,8 @@ def test_the_retention_term_keeps_the_base_models_answers_on_replay_rows(tmp_pat
     """The same short run with and without the term: after it, the tuned model's distribution on the replay
     answers stays closer to the base model's with the term (the divergence it adds to the loss is what falls)."""
     from unslothify.config import load_config
-    from unslothify.prepare import prepare
-    from unslothify.training import FineTune
+    from unslothify.data.prepare import prepare
+    from unslothify.train.session import FineTune
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join((INVENTED / "train.jsonl").read_text().splitlines(keepends=True)[:24]))

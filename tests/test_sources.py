@@ -10,8 +10,8 @@ import pytest
 
 from bad_input_cases import SOURCE_CASES
 from conftest import ROOT
-from unslothify.data import DataError
-from unslothify.sources import fingerprint, load_items, parse
+from unslothify.data.items import DataError
+from unslothify.data.sources import fingerprint, load_items, parse
 
 ROWS = [{"question": "What is köttbullar?", "answer": "Swedish meatballs."},
         {"question": "What sauce goes with them?", "answer": "Gräddsås, a cream sauce."},
@@ -94,7 +94,7 @@ def test_bad_input_in_other_file_types_names_file_row_and_column(tmp_path, name,
 
 def test_prepare_reads_a_csv_writes_nothing_when_it_is_bad_and_notices_a_change(tmp_path, tokenizer):
     from unslothify.config import load_config
-    from unslothify.prepare import is_current, prepare
+    from unslothify.data.prepare import is_current, prepare
 
     bad = tmp_path / "bad.csv"
     bad.write_bytes(SOURCE_CASES[0][2])

@@ -9,7 +9,7 @@ from conftest import INVENTED
 from secrets_scan import FAKE_TOKEN, files_containing_token
 from unslothify.config import load_config
 from unslothify.knobs import ConfigError
-from unslothify.sft_config import check_trackers, sft_args
+from unslothify.train.args import check_trackers, sft_args
 
 
 def tiny_cfg(tmp_path, **knobs):
@@ -38,7 +38,7 @@ def test_a_missing_tracker_package_is_named_before_training(tmp_path):
 
 
 def train_with(cfg):
-    from unslothify.training import FineTune
+    from unslothify.train.session import FineTune
 
     ft = FineTune.start(cfg)
     drawn = []

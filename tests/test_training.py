@@ -8,14 +8,14 @@ import pytest
 from conftest import INVENTED
 from unslothify.fsutil import atomic_dir
 from unslothify.runs import Run, versions_table
-from unslothify.signals import overfitting_message
-from unslothify.training import FineTune
+from unslothify.train.signals import overfitting_message
+from unslothify.train.session import FineTune
 
 
 @pytest.fixture
 def small_cfg(tmp_path):
     from unslothify.config import load_config
-    from unslothify.prepare import prepare
+    from unslothify.data.prepare import prepare
 
     data = tmp_path / "small.jsonl"
     data.write_text("".join((INVENTED / "train.jsonl").read_text().splitlines(keepends=True)[:20]))
@@ -138,7 +138,7 @@ def test_overfitting_is_named_in_plain_words():
 def test_early_stopping_ends_the_call_when_training_stops_helping(small_cfg, objective, watched):
     """Knowledge: it stops when probe recall stops rising; skill: when validation loss stops falling."""
     from unslothify.config import replace
-    from unslothify.prepare import prepare
+    from unslothify.data.prepare import prepare
 
     cfg = replace(small_cfg, early_stopping_patience=1, num_train_epochs=20, learning_rate=5e-3, objective=objective)
     prepare(cfg, plot=False, progress=lambda *_: None)
@@ -168,7 +168,7 @@ def test_each_call_trains_with_the_config_it_is_given_and_records_it(small_cfg):
     v2 = ft.train(second, more_epochs=0.5)
     rows2 = ft.last_trainer.train_dataset["input_ids"]
 
-    from unslothify.prepare import load_prepared
+    from unslothify.data.prepare import load_prepared
 
     kept = len(load_prepared(second).train)  # prepared again: items over 64 tokens dropped
     assert kept < v1.manifest["train_items"] and v2.manifest["train_items"] > 2 * kept, "rephrasings were added"

@@ -18,7 +18,7 @@ import sys
 import warnings
 
 from .config import AugmentConfig, knob_fields, load_config
-from .export import FORMATS
+from .export.stage import FORMATS
 from .knobs import ConfigError, describe_allowed
 
 DEFAULT_CONFIG = "config.yaml"
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         print("Interrupted.", file=sys.stderr)
         return 130
     except Exception as e:
-        from .data import DataError
+        from .data.items import DataError
         from .errors import ExportError, SetupError
 
         from .errors import OutOfMemory
@@ -149,19 +149,19 @@ def main(argv=None) -> int:
 def _dispatch(args) -> int:
     cmd = args.command
     if cmd == "setup-gguf":
-        from .gguf import setup_gguf_tools
+        from .export.gguf import setup_gguf_tools
 
         setup_gguf_tools()
         return 0
     cfg = config_from_args(args)
     if cmd == "prepare":
-        from .prepare import prepare
+        from .data.prepare import prepare
 
         prepare(cfg)
         return 0
     if cmd == "augment":
-        from .augment import augment
-        from .prepare import is_current, load_prepared, prepare
+        from .data.augment import augment
+        from .data.prepare import is_current, load_prepared, prepare
 
         prepared = load_prepared(cfg) if is_current(cfg) else prepare(cfg)
         augment(cfg, prepared)
@@ -192,7 +192,7 @@ def _train(cfg, args) -> int:
     """--epochs is the config's num_train_epochs for this call (set in config_from_args); prepared/ is made again
     by the training call itself when it does not match the config."""
     from .runs import Run
-    from .training import FineTune
+    from .train.session import FineTune
 
     if args.resume:
         info = Run(cfg.output_dir).interrupted()
@@ -208,9 +208,9 @@ def _train(cfg, args) -> int:
 
 
 def _export(cfg, args) -> int:
-    from .export import export_all
-    from .hub import push_to_hub
-    from .models import load_for_inference
+    from .export.stage import export_all
+    from .export.hub import push_to_hub
+    from .model.load import load_for_inference
     from .runs import Run
 
     v = Run(cfg.output_dir).version(args.version)
@@ -228,8 +228,8 @@ def _export(cfg, args) -> int:
 
 
 def _chat(cfg, args) -> int:
-    from .chat import ChatSession, repl
-    from .models import load_for_inference
+    from .ui.chat import ChatSession, repl
+    from .model.load import load_for_inference
     from .runs import Run
 
     spec = cfg.model if args.base else str(Run(cfg.output_dir).version(args.version).path)
@@ -241,8 +241,8 @@ def _chat(cfg, args) -> int:
 
 
 def _eval(cfg, args) -> int:
-    from .evaluation import base_vs_tuned, score_file
-    from .models import load_for_inference
+    from .score.questions import base_vs_tuned, score_file
+    from .model.load import load_for_inference
     from .runs import Run
 
     if args.model:  # one model, one file

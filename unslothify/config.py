@@ -19,17 +19,17 @@ from typing import Any
 
 import yaml
 
-from .augment.kinds import AugmentConfig
+from .data.augment.kinds import AugmentConfig
 from .fsutil import atomic_write_text
 from .knobs import ConfigError, coerce, knob
 from . import recipes
-from .choice import AUTO
+from .model.choice import AUTO
 
 # Schedules that need no extra arguments (those that do, e.g. warmup_stable_decay, are left out).
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
 TRACKERS = ("none", "tensorboard", "wandb", "trackio")
-OBJECTIVES = ("auto", "knowledge", "skill")  # what training is for (unslothify/probes.py decides auto)
+OBJECTIVES = ("auto", "knowledge", "skill")  # what training is for (unslothify/data/probes.py decides auto)
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -203,7 +203,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
 
 def recipe_of(values: dict | Config, where: str = "config") -> tuple[str | None, str]:
     """(recipe name or None, why) for a config or the values it is made from."""
-    from .device import has_cuda
+    from .machine.device import has_cuda
 
     if isinstance(values, Config):
         values = config_dict(values)

@@ -10,6 +10,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# The project folder: the package, and beside it what it ships (eval/, recipes/).
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
 
 def atomic_write_text(path: Path, text: str) -> Path:
     path = Path(path)

@@ -2,7 +2,7 @@
 
 Validation, CLI flags and --help, the README's knob table and the slider panel all read this metadata.
 It imports nothing of the package, so config.py and the augmentation kinds (which declare their own
-knobs, unslothify/augment/kinds/) can both build on it.
+knobs, unslothify/data/augment/kinds/) can both build on it.
 """
 
 from __future__ import annotations

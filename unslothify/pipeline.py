@@ -13,14 +13,14 @@ from .config import Config, recipe_of
 def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     """Each stage says when it starts and how long the run has taken. A merged export that fails its check
     leaves the adapter version as it is: the summary says so (merge_check.ok false) and scoring still runs."""
-    from .augment import augment
-    from .evaluation import base_vs_tuned
-    from .export import ExportError, export_merged
-    from .models import for_inference
-    from .prepare import prepare
-    from .device import machine
-    from .estimate import fit_time
-    from .training import FineTune
+    from .data.augment import augment
+    from .score.questions import base_vs_tuned
+    from .export.stage import ExportError, export_merged
+    from .model.load import for_inference
+    from .data.prepare import prepare
+    from .machine.device import machine
+    from .machine.estimate import fit_time
+    from .train.session import FineTune
 
     t0 = time.perf_counter()
     stages = 5 if export else 4

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import yaml
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+from .fsutil import PROJECT_DIR
+
+RECIPES_DIR = PROJECT_DIR / "recipes"
 # model: auto on a GPU and any model that is not the embedded one on a GPU train by the 7B QLoRA recipe.
 GPU_RECIPE = "mistral-7b-qlora"
 EMBEDDED_RECIPES = {"cpu": "smollm2-cpu", "cuda": "smollm2-gpu"}
@@ -35,8 +37,8 @@ def available() -> list[str]:
 
 def choose(recipe: str, model: str, cuda: bool) -> tuple[str | None, str]:
     """(recipe name or None, why) for the `recipe` knob's value and the model asked for."""
-    from .embedded import EMBEDDED
-    from .choice import resolve_model_name
+    from .model.embedded import EMBEDDED
+    from .model.choice import resolve_model_name
 
     if recipe == "none":
         return None, "recipe: none was asked for: the defaults of config.py alone"

@@ -41,13 +41,13 @@ def cfg(tiny_model, small_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(cfg):
-    from unslothify.prepare import prepare
+    from unslothify.data.prepare import prepare
 
     return prepare(cfg, plot=False)
 
 
 def test_environment_report():
-    from unslothify import gpu
+    from unslothify.machine import fit as gpu
 
     report = gpu.check()
     print(gpu.describe_report(report))
@@ -70,7 +70,7 @@ def test_auto_on_a_gpu_trains_the_gpu_recipe():
 
 
 def test_load_4bit_and_lora(cfg, prepared):
-    from unslothify.training import FineTune
+    from unslothify.train.session import FineTune
 
     ft = FineTune.start(cfg)
     state["ft"] = ft
@@ -126,7 +126,7 @@ def test_second_call_continues_history(cfg):
 
 
 def test_resume_from_v001(cfg):
-    from unslothify.training import FineTune
+    from unslothify.train.session import FineTune
 
     ft = FineTune.resume(cfg, "v001")
     v1 = ft.run.version("v001")
@@ -149,9 +149,9 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
     from trl import SFTTrainer
 
     from unslothify.config import replace
-    from unslothify.prepare import prepare
-    from unslothify.sft_config import sft_args
-    from unslothify.training import FineTune
+    from unslothify.data.prepare import prepare
+    from unslothify.train.args import sft_args
+    from unslothify.train.session import FineTune
 
     pcfg = replace(cfg, packing=False, output_dir=str(tmp_path / "unpacked"), per_device_train_batch_size=8,
                    max_seq_length=512)
@@ -187,8 +187,8 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
 
 
 def test_merge_4bit_base_verified(cfg, tmp_path_factory):
-    from unslothify.export import export_merged
-    from unslothify.verify import SAMPLE_PROMPTS, plain_transformers_outputs, reference_outputs, sample_prompt_ids
+    from unslothify.export.stage import export_merged
+    from unslothify.export.verify import SAMPLE_PROMPTS, plain_transformers_outputs, reference_outputs, sample_prompt_ids
 
     ft = state["ft"]
     out = tmp_path_factory.mktemp("exports") / "merged"
@@ -204,7 +204,7 @@ def test_merge_4bit_base_verified(cfg, tmp_path_factory):
     ids = sample_prompt_ids(ft.tokenizer, SAMPLE_PROMPTS)
     on = reference_outputs(ft.model, ids)
     base_dir = tmp_path_factory.mktemp("exports") / "base"
-    from unslothify.export import merge_to_16bit
+    from unslothify.export.stage import merge_to_16bit
 
     merge_to_16bit(ft.model, ft.tokenizer, base_dir, with_adapter=False)
     off = plain_transformers_outputs(base_dir, ids)
@@ -214,7 +214,7 @@ def test_merge_4bit_base_verified(cfg, tmp_path_factory):
 
 
 def test_gguf_export(cfg):
-    from unslothify.gguf import export_gguf, find_converter, verify_gguf
+    from unslothify.export.gguf import export_gguf, find_converter, verify_gguf
 
     try:
         find_converter()
@@ -231,8 +231,8 @@ def test_gguf_export(cfg):
 
 
 def test_chat(cfg):
-    from unslothify.chat import ChatSession
-    from unslothify.generate import answer_batch
+    from unslothify.ui.chat import ChatSession
+    from unslothify.model.generate import answer_batch
 
     ft = state["ft"]
     chat = ChatSession(ft.model, ft.tokenizer, temperature=0.0, max_new_tokens=24)
@@ -273,7 +273,7 @@ def test_cli_train_under_accelerate_launch(tiny_model, small_data, tmp_path):
 def _packing_trainer(ft, pcfg, tmp_path):
     from trl import SFTTrainer
 
-    from unslothify.sft_config import sft_args
+    from unslothify.train.args import sft_args
 
     args = sft_args(pcfg, 1.0, False, output_dir=str(tmp_path / "collator"))
     tr = SFTTrainer(model=ft.model, args=args, train_dataset=ft.training_data(pcfg).train, processing_class=ft.tokenizer)

@@ -35,7 +35,7 @@ NO_BF16 = ("import torch, unsloth; torch.cuda.is_bf16_supported = lambda *a, **k
 SCORE_MERGED = """
 import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from unslothify.evaluation import evaluate, load_questions
+from unslothify.score.questions import evaluate, load_questions
 path, questions = sys.argv[1], sys.argv[2]
 model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
                                              device_map="cuda" if torch.cuda.is_available() else "cpu")

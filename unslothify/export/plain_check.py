@@ -1,0 +1,98 @@
+"""Load a model with plain transformers (no Unsloth) and write its logits and greedy continuations.
+
+Run as a separate process so nothing Unsloth patched in the exporting process takes part:
+
+    python -m unslothify.export.plain_check MODEL PROMPTS.json --out OUT.pt [--dtype float32|bfloat16]
+        [--gguf FILE]                                   an exported GGUF file in MODEL's folder
+        [--adapter DIR [--load-dtype torch.bfloat16] [--quantization JSON]]
+                                                        MODEL is a base: its LoRA adapter is added by PEFT,
+                                                        the base loaded as it was trained (its dtype, 4-bit)
+
+PROMPTS.json is a list of token-id lists. OUT.pt gets {"logits": [tensor per prompt], "greedy": [ids]}.
+Without --adapter, neither Unsloth nor PEFT may be imported: the export must stand on its own.
+"""
+
+import argparse
+import json
+import sys
+
+
+def _ram_gib() -> float:
+    """The RAM free for offloaded layers, with a margin for this process's own tensors."""
+    import psutil
+
+    return max(1.0, psutil.virtual_memory().available / 2**30 - 2)
+
+
+def load(args):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = getattr(torch, args.dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # A base is loaded in the dtype the training process held it in (rounded as trained; a 4-bit base is
+    # quantised from it, so its 4-bit weights are the trained ones), then computes in the comparison's dtype.
+    load_dtype = getattr(torch, args.load_dtype.replace("torch.", "")) if args.load_dtype else dtype
+    kwargs = {"dtype": load_dtype, "device_map": device if args.dtype == "float32" else "auto"}
+    if kwargs["device_map"] == "auto" and args.max_gpu_gib is not None and device == "cuda":
+        # what the process that started this one leaves of the card; the rest of the model goes to RAM
+        kwargs["max_memory"] = {0: f"{args.max_gpu_gib}GiB", "cpu": f"{_ram_gib():.0f}GiB"}
+    if args.gguf:
+        kwargs = {"gguf_file": args.gguf, "dtype": dtype}
+    if args.quantization:
+        q = BitsAndBytesConfig.from_dict(json.loads(args.quantization))
+        q.bnb_4bit_compute_dtype = dtype  # the same 4-bit weights, dequantised to the comparison's precision
+        kwargs.update(quantization_config=q, device_map=device)
+    model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
+    if args.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, args.adapter)
+    for p in model.parameters():  # everything that is not 4-bit storage computes in the comparison's precision
+        if p.is_floating_point() and not hasattr(p, "quant_state"):
+            p.data = p.data.to(dtype)
+    model.eval()
+    if not args.adapter:
+        assert not any(m in sys.modules for m in ("unsloth", "peft")), "plain check must not load unsloth or peft"
+    assert "unsloth" not in sys.modules, "the reference must not run Unsloth's kernels"
+    return model
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("prompts")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--max-gpu-gib", type=float, default=None, help="GPU memory this process may take")
+    parser.add_argument("--gguf")
+    parser.add_argument("--adapter")
+    parser.add_argument("--quantization")
+    parser.add_argument("--load-dtype", default=None, help="the dtype the base was trained in (default: --dtype)")
+    args = parser.parse_args(argv)
+    import torch
+
+    from unslothify.machine.device import apply_memory_cap
+
+    apply_memory_cap()  # $UNSLOTHIFY_GPU_MEMORY_GIB, set by the exporting process under a cap
+
+    model = load(args)
+    device = next(model.parameters()).device
+    prompts = json.load(open(args.prompts))
+    logits, greedy = [], []
+    gen = model.generation_config
+    pad = gen.pad_token_id if gen.pad_token_id is not None else gen.eos_token_id
+    if isinstance(pad, (list, tuple)):  # eos may be a list of ids (Unsloth writes one); generate wants one id
+        pad = pad[0] if pad else None
+    with torch.inference_mode():
+        for ids in prompts:
+            x = torch.tensor([ids], device=device)
+            logits.append(model(input_ids=x).logits[0].float().cpu())
+            out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=24, do_sample=False,
+                                 pad_token_id=pad)
+            greedy.append(out[0, len(ids):].tolist())
+    torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype)}, args.out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,184 @@
+"""Checking an export against the adapter it came from, each side loaded in its own process.
+
+The reference is the adapter on its base exactly as trained, computed in float32 by plain transformers +
+PEFT (no Unsloth): the same 4-bit weights where the base was 4-bit (dequantised in float32 rather than
+bfloat16), the same LoRA weights. The export is loaded by plain transformers alone (no Unsloth, no PEFT).
+So the check measures the merge and its 16-bit storage, not the difference between Unsloth's bfloat16
+kernels and float32 arithmetic, which on a real 30-layer model is larger than the merge error itself
+(docs/benchmark.md, "The merge check on a real model").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ExportError
+from ..fsutil import PROJECT_DIR
+
+SAMPLE_PROMPTS = ["What are Swedish meatballs called in Swedish?", "Give me one tip for juicy meatballs.",
+                  "What is the capital of France?"]
+# Above this many parameters both sides run in bfloat16 (a float32 7B needs 28 GB).
+FLOAT32_LIMIT = 2e9
+
+
+@dataclass
+class MergeCheck:
+    max_abs_diff: float
+    max_abs_logit: float
+    relative: float
+    top1_agreement: float
+    tolerance: float
+    greedy_equal: int
+    n_prompts: int
+    # the exported model's own outputs, kept for the GGUF check (which then need not load it again)
+    outputs: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.relative <= self.tolerance and self.top1_agreement >= 0.98
+
+    def as_dict(self) -> dict:
+        return {**{k: v for k, v in asdict(self).items() if k != "outputs"}, "ok": self.ok}
+
+    def summary(self) -> str:
+        return (f"max |logit difference| {self.max_abs_diff:.4g} (largest logit {self.max_abs_logit:.3g}, "
+                f"relative {self.relative:.2e} <= tolerance {self.tolerance:.0e}: {'ok' if self.ok else 'FAILED'}); "
+                f"top-1 token agreement {self.top1_agreement:.1%}; greedy continuations identical for "
+                f"{self.greedy_equal}/{self.n_prompts} prompts")
+
+
+def is_4bit(model) -> bool:
+    base = getattr(model, "get_base_model", lambda: model)()
+    return any(hasattr(p, "quant_state") for p in base.parameters())
+
+
+def merge_tolerance(model) -> float:
+    """Relative tolerance on logits. Storing a float32 merge once in bfloat16 moved logits by up to 1.5 % of
+    the largest logit on the embedded model; a 4-bit base's merge stores dequantised weights the same way."""
+    return 5e-2 if is_4bit(model) else 3e-2
+
+
+def sample_prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    return [list(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
+                                               add_generation_prompt=True, return_dict=True)["input_ids"])
+            for p in prompts]
+
+
+def _run_plain_check(args: list[str], what: str) -> dict:
+    """Run plain_check in a fresh process, on what GPU memory this process leaves (the card's free memory, and
+    under a cap, the cap less what this process holds): a model that does not fit there is spread to RAM."""
+    import torch
+
+    from ..machine.device import MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
+
+    free_cuda_memory()  # cached blocks this process no longer uses go back first
+    left = gpu_memory_left_gib()
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "out.pt"
+        cmd = [sys.executable, "-m", "unslothify.export.plain_check", *args, "--out", str(out)]
+        if left is not None:
+            cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
+                                                            os.environ.get("PYTHONPATH", "")])}
+        if left is not None and memory_cap_gib():
+            env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise ExportError(f"Plain transformers could not load {what}:\n{proc.stderr[-3000:]}")
+        return torch.load(out)
+
+
+def _prompts_file(prompt_ids: list[list[int]], folder: Path) -> Path:
+    path = folder / "prompts.json"
+    path.write_text(json.dumps(prompt_ids))
+    return path
+
+
+def plain_transformers_outputs(model_dir: Path, prompt_ids: list[list[int]], gguf_file: str | None = None,
+                               dtype: str | None = None) -> dict:
+    """Logits and greedy continuations of an exported model, from a fresh process with plain transformers (in
+    float32 up to FLOAT32_LIMIT parameters, else in the precision the card has)."""
+    dtype = dtype or dtype_for(exported_params(Path(model_dir)))
+    with tempfile.TemporaryDirectory() as td:
+        args = [str(model_dir), str(_prompts_file(prompt_ids, Path(td))), "--dtype", dtype]
+        if gguf_file:
+            args += ["--gguf", gguf_file]
+        return _run_plain_check(args, f"{model_dir}{' / ' + gguf_file if gguf_file else ''}")
+
+
+def reference_outputs(model, prompt_ids: list[list[int]], dtype: str = "float32") -> dict:
+    """Logits and greedy continuations of the adapter on its base, as trained: the adapter is saved from
+    memory and loaded with its base by plain transformers + PEFT in another process."""
+    base = model.get_base_model()
+    quantization = getattr(base.config, "quantization_config", None)
+    if quantization is not None and not isinstance(quantization, dict):
+        quantization = quantization.to_dict()
+    base_path = model.peft_config["default"].base_model_name_or_path
+    with tempfile.TemporaryDirectory() as td:
+        adapter = Path(td) / "adapter"
+        model.save_pretrained(str(adapter))
+        trained_dtype = next(p for p in base.parameters() if p.is_floating_point() and not hasattr(p, "quant_state"))
+        args = [base_path, str(_prompts_file(prompt_ids, Path(td))), "--adapter", str(adapter), "--dtype", dtype,
+                "--load-dtype", str(trained_dtype.dtype)]
+        if quantization and is_4bit(model):
+            args += ["--quantization", json.dumps(quantization, default=lambda o: str(o).removeprefix("torch."))]
+        return _run_plain_check(args, f"{base_path} with its adapter")
+
+
+def compare(ref: dict, other: dict, tolerance: float) -> MergeCheck:
+    max_diff = max_logit = 0.0
+    agree = total = 0
+    for a, b in zip(ref["logits"], other["logits"]):
+        a, b = a.float(), b.float()
+        max_diff = max(max_diff, (a - b).abs().max().item())
+        max_logit = max(max_logit, a.abs().max().item())
+        ta, tb = a.argmax(-1), b.argmax(-1)
+        # A flip between two tokens the reference itself scores within 1 % of its largest logit of each other
+        # (a near-tie, e.g. margin 0.006 of 40.9 in a chat-template position) is rounding, not a wrong merge.
+        margin = a.gather(-1, ta[:, None])[:, 0] - a.gather(-1, tb[:, None])[:, 0]
+        agree += ((ta == tb) | (margin <= 1e-2 * a.abs().max())).sum().item()
+        total += a.shape[0]
+    greedy_equal = sum(same_until_eos(x, y) for x, y in zip(ref["greedy"], other["greedy"]))
+    return MergeCheck(max_diff, max_logit, max_diff / max(max_logit, 1e-9), agree / max(total, 1), tolerance,
+                      greedy_equal, len(ref["logits"]))
+
+
+def same_until_eos(a: list[int], b: list[int]) -> bool:
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def model_params(model) -> int:
+    """Parameters of the model (4-bit packed weights counted unpacked)."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    return sum(p.numel() * (2 if hasattr(p, "quant_state") else 1) for p in base.parameters())
+
+
+def exported_params(model_dir: Path) -> int:
+    """Parameters of an exported 16-bit model, from its safetensors' size (2 bytes each)."""
+    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")) // 2
+
+
+def dtype_for(params: int) -> str:
+    """float32 where a model that size fits (the check then measures the merge, not rounding); above
+    FLOAT32_LIMIT the precision the card computes in: bfloat16, or float16 on a card without it (a T4)."""
+    from ..machine.device import precision
+
+    if params <= FLOAT32_LIMIT:
+        return "float32"
+    return "float16" if precision() == "fp16" else "bfloat16"
+
+
+def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]]) -> MergeCheck:
+    dtype = dtype_for(model_params(model))
+    ref = reference_outputs(model, prompt_ids, dtype)
+    plain = plain_transformers_outputs(merged_dir, prompt_ids, dtype=dtype)
+    check = compare(ref, plain, merge_tolerance(model))
+    check.outputs = plain
+    return check
