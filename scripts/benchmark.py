@@ -586,14 +586,14 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
     import benchmark_recipes as recipes
     from unslothify.config import replace
     from unslothify.model.load import for_training
-    from unslothify.train.args import sft_args
+    from unslothify.train.args import Call, sft_args
 
     total_steps = spec["warmup"] + spec["measure"]
     kind = recipe["kind"]
     out = tempfile.mkdtemp()
     if kind == "seed":
         c = replace(cfg, **{k: v for k, v in recipes.SEED.items() if k != "load_in_4bit"}, output_dir=out)
-        args = sft_args(c, 100.0, has_eval=False)
+        args = sft_args(c, Call.of(c, 100.0, has_eval=False))
         for k, v in recipes.SEED_SFT.items():
             setattr(args, k, v)
     elif kind == "notebook":
@@ -608,7 +608,7 @@ def run_unsloth(model, tok, cfg, ds, recipe, spec):
         if recipe.get("optim"):
             knobs["optim"] = recipe["optim"]
         c = replace(cfg, **knobs)
-        args = sft_args(c, 100.0, has_eval=False)
+        args = sft_args(c, Call.of(c, 100.0, has_eval=False))
     args.max_steps = total_steps
     args.disable_tqdm = True
     args.save_strategy = "no"

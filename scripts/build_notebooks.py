@@ -59,12 +59,12 @@ def header(icon, title, intro):
               f"# {title}\n\n{intro}")
 
 
-def setup_cells(extra_params=""):
+def setup_cells(extra_params="", overrides="{}"):
     return [
         md(PARAMS_NOTE),
         code('project_dir = ".."          # the project folder; cloned to ./mistral-unslothify when not found\n'
              f'repo_url = "{REPO_URL}"\n'
-             f'config_path = "config.yaml"\noverrides = {{}}\n{extra_params}', parameters=True),
+             f'config_path = "config.yaml"\noverrides = {overrides}\n{extra_params}', parameters=True),
         md(SETUP_NOTE),
         code(SETUP_CELL),
         md("Work from the project folder and load the one config (defaults < config.yaml < `overrides`)."),
@@ -87,7 +87,7 @@ NOTEBOOKS = {
         code("from unslothify.machine.fit import describe_recipe_for\n\nprint(describe_recipe_for(cfg, report))"),
         md("**Will it fit?** The memory Mistral 7B needs with this config, on the GPU found here and on the usual "
            "Colab / cloud cards, and the knobs to lower where it does not fit."),
-        code("from unslothify.machine.fit import describe_fit\n\nprint(describe_fit(cfg, report))"),
+        code("from unslothify.machine.fit import describe_fit\n\nprint(describe_fit(cfg, report, config_path, overrides))"),
         md("The report is kept in the run folder so later notebooks and bug reports can refer to it."),
         code("from unslothify.fsutil import atomic_write_json\n\n"
              "print(\"Kept in\", atomic_write_json(f\"{cfg.output_dir}/gpu_check.json\", report))"),
@@ -117,7 +117,9 @@ NOTEBOOKS = {
                "Tune the knobs, watch training and validation loss, train more, go back. Every training call "
                "saves a new adapter version (v001, v002, ...) in the run folder; none is ever overwritten."),
         *setup_cells('continue_from = None        # None: a new adapter; "latest", "best" or a number: that version\n'
-                     'more_epochs = None          # epochs per run of the last cell (None: num_train_epochs)'),
+                     'more_epochs = None          # epochs per run of the last cell (None: num_train_epochs)',
+                     overrides='{"max_train_minutes": 0}  # no time cap: here you choose the epochs and watch the '
+                               'time (the CPU recipe caps `make run`)'),
         md("The knobs. Each slider says which way it moves overfitting; changes apply to the next training call. "
            "Save writes every knob to YAML, Load reads one back. Headless runs leave them as configured."),
         code("from unslothify.ui.panel import ConfigPanel\n\npanel = ConfigPanel(cfg)\npanel"),

@@ -84,8 +84,8 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
         for_training(ft.model)
         known = [i for i, h in enumerate(base_general["hits"]) if h]
 
-        def with_heldout(call_cfg, prep):
-            probe = probe_for(call_cfg, prep)
+        def with_heldout(call_cfg, data):
+            probe = probe_for(call_cfg, data)
 
             def both(model, at_base=False):
                 out = probe(model, at_base)

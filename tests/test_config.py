@@ -25,8 +25,24 @@ def test_embedded_model_gets_its_cpu_recipe_unless_overridden(tmp_path):
     assert load_config(None, model="embedded", recipe="none") == Config(model="embedded", recipe="none")
     named = load_config(None, model="embedded", recipe="mistral-7b-lora-16bit")
     assert (named.load_in_4bit, named.max_seq_length) == (False, 2048) and named.model == "embedded"
-    with pytest.raises(ConfigError, match="no such recipe; there are mistral-7b-lora-16bit, mistral-7b-qlora"):
+    with pytest.raises(ConfigError, match="no such recipe; there are mistral-7b, mistral-7b-lora-16bit"):
         load_config(None, recipe="fastest")
+
+
+def test_a_recipe_holds_only_what_it_chooses_and_shares_a_base_where_recipes_agree():
+    """One home per value: a recipe line that restated a default would be a second home for it (the defaults are
+    the libraries' own); the two 7B recipes and the two embedded ones take what they share from a base file."""
+    defaults = Config()
+    for name in recipes.available():
+        own = yaml.safe_load(recipes.path_of(name).read_text()) or {}
+        restated = {k: v for k, v in own.items() if k != recipes.BASE_KEY and getattr(defaults, k) == v}
+        assert not restated, f"{name} restates defaults: {restated}"
+    qlora, sixteen = recipes.read("mistral-7b-qlora"), recipes.read("mistral-7b-lora-16bit")
+    shared = {k: v for k, v in qlora.items() if sixteen.get(k) == v}
+    assert shared == recipes.read("mistral-7b"), "what the 7B recipes share lives in their base"
+    assert recipes.reasons("mistral-7b-qlora")["learning_rate"].startswith("Unsloth's notebooks' 2e-4")
+    cpu, gpu = recipes.read("smollm2-cpu"), recipes.read("smollm2-gpu")
+    assert {k: v for k, v in cpu.items() if gpu.get(k) == v} == recipes.read("smollm2")
 
 
 def test_every_recipe_knob_is_a_knob_with_a_reason():

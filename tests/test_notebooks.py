@@ -57,7 +57,8 @@ def project(tmp_path_factory):
     shutil.copy2(INVENTED / "train.jsonl", data)  # augmentation writes beside the data file: keep it out of the repo
     overrides = {"output_dir": str(work / "run"), "data": str(data),
                  "eval_questions": str(INVENTED / "questions.jsonl"), "num_train_epochs": 1,
-                 "augment": {"replay": 8}}  # augmentation on, as shipped, with a short replay to keep CI quick
+                 "augment": {"replay": 8},  # augmentation on, as shipped, with a short replay to keep CI quick
+                 "max_train_minutes": 0}  # as notebook 02 sets it: no time cap in a notebook
     yield work, {"project_dir": str(ROOT), "overrides": overrides}
     if previous is None:
         os.environ.pop("HF_TOKEN", None)

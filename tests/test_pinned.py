@@ -1,8 +1,9 @@
 """Numbers that must not move silently: the embedded model's first training losses at a fixed seed.
 
 The stored values (tests/pinned/losses.json) were measured with the package versions written beside them. The
-tolerance is 2e-3 relative per step: the same versions on this 2-core CPU reproduce them to about 1e-5, and a
-different thread count or CPU kernel moves the last digits; a change in the data, the chat template, the
+tolerance is 1e-2 relative per step: the same versions on one 2-core CPU reproduce them to about 1e-5, and
+another CPU's kernels move them by up to 4e-3 (an AMD EPYC stored them; an Intel Xeon with AMX gives
+2.3602, 2.5057, 2.2119, 1.6662, 1.8340, 1.5786, 2026-12-05); a change in the data, the chat template, the
 masking, the LoRA setup or the learning rate moves them by far more. When a library moves on purpose, rewrite the
 file and commit it with the versions named in the message:
 
@@ -11,14 +12,13 @@ file and commit it with the versions named in the message:
 
 import json
 import os
-import shutil
 
 import pytest
 
 from conftest import INVENTED, ROOT
 
 PINNED = ROOT / "tests" / "pinned" / "losses.json"
-RELATIVE_TOLERANCE = 2e-3
+RELATIVE_TOLERANCE = 1e-2
 
 
 def first_losses(tmp_path) -> tuple[list[float], dict]:

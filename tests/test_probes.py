@@ -221,10 +221,10 @@ def test_warnings_speak_of_forgetting_and_of_stalled_recall():
 
 
 def test_early_stopping_watches_probe_recall(embedded_cfg):
-    from unslothify.train.args import sft_args
+    from unslothify.train.args import Call, sft_args
 
     cfg = replace(embedded_cfg, early_stopping_patience=2)
-    args = sft_args(cfg, 1.0, probed=True)
+    args = sft_args(cfg, Call.of(cfg, 1.0, probed=True))
     assert (args.metric_for_best_model, args.greater_is_better) == ("probe_recall", True)
-    args = sft_args(cfg, 1.0, probed=False)
+    args = sft_args(cfg, Call.of(cfg, 1.0, probed=False))
     assert (args.metric_for_best_model, args.greater_is_better) == ("eval_loss", False)

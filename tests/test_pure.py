@@ -1,30 +1,30 @@
-"""The pure functions that size a run: the learning rate of packed steps, items per step, padded tokens, the
-time plan and the GPU memory model. Numbers worked out by hand in each test."""
-
-import math
+"""The pure functions that size a run: SFTConfig from the knobs and the call, padded tokens, the time plan and
+the GPU memory model. Numbers worked out by hand in each test."""
 
 import pytest
 
-from unslothify.config import Config, load_config, replace
+from unslothify.config import load_config, replace
 from unslothify.machine.estimate import padded_tokens, plan
 from unslothify.machine.fit import memory_needed_gib
-from unslothify.train.args import LR_REFERENCE_ITEMS, items_per_step, learning_rate
+from unslothify.train.args import Call, sft_args
 
 
-def test_items_per_step_and_the_packed_learning_rate(monkeypatch):
-    cfg = Config(packing=False, per_device_train_batch_size=8, gradient_accumulation_steps=2, learning_rate=2e-4)
-    assert items_per_step(cfg, mean_item_tokens=80.0) == 16, "unpacked: one item a row"
-    assert learning_rate(cfg, 80.0) == 2e-4, "unpacked steps keep the rate"
-    # packed (a GPU): rows of 512 tokens hold 512 / 64 = 8 items; 8 rows x 2 passes = 128 items a step
-    import unslothify.train.args as sc
+def test_sft_config_gets_each_knob_as_it_is_and_the_calls_own_facts(monkeypatch):
+    """What the panel shows is what TRL gets: the learning rate of a packed step included (the recipe states
+    it); the call adds its epochs, its first step and the seed shifted by it (a continued call sees a fresh
+    data order)."""
+    import unslothify.train.args as args_module
 
-    monkeypatch.setattr(sc, "has_cuda", lambda: True)
-    packed = replace(cfg, packing=True, max_seq_length=512)
-    assert items_per_step(packed, 64.0) == 128
-    assert learning_rate(packed, 64.0) == pytest.approx(2e-4 * math.sqrt(128 / LR_REFERENCE_ITEMS))  # 8e-4
-    assert learning_rate(replace(packed, packed_lr_scale=False), 64.0) == 2e-4
-    assert learning_rate(replace(packed, learning_rate=5e-3), 64.0) == 1e-2, "capped at 1e-2"
-    assert learning_rate(packed, None) == 2e-4, "no lengths known: unscaled"
+    monkeypatch.setattr(args_module, "has_cuda", lambda: True)  # as on a GPU (Unsloth's CPU path unpacks again)
+    cfg = load_config(None, model="embedded", packing=True, learning_rate=5e-4, seed=7, warmup=0.05,
+                      evals_per_epoch=2)
+    call = Call.of(cfg, 2.0, start_step=30, run_name="v002")
+    args = sft_args(cfg, call)
+    assert (args.learning_rate, args.warmup_steps, args.num_train_epochs) == (5e-4, 0.05, 2.0)
+    assert (call.seed, args.seed, args.run_name) == (37, 37, "v002")
+    assert args.eval_steps == pytest.approx(0.25), "2 evaluations per epoch, of 2 epochs"
+    assert not args.eval_on_start, "a continued call has its first point already"
+    assert sft_args(cfg, Call.of(cfg, 0.2)).eval_steps == 0.9999, "one evaluation, at the end of a short call"
 
 
 def test_padded_tokens_pads_each_batch_to_its_longest_row():

@@ -9,7 +9,7 @@ from conftest import INVENTED
 from secrets_scan import FAKE_TOKEN, files_containing_token
 from unslothify.config import load_config
 from unslothify.knobs import ConfigError
-from unslothify.train.args import check_trackers, sft_args
+from unslothify.train.args import Call, check_trackers, sft_args
 
 
 def tiny_cfg(tmp_path, **knobs):
@@ -20,8 +20,10 @@ def tiny_cfg(tmp_path, **knobs):
 
 
 def test_report_to_reaches_trl(tmp_path):
-    assert sft_args(tiny_cfg(tmp_path), 1.0).report_to == []
-    args = sft_args(tiny_cfg(tmp_path, report_to="tensorboard"), 1.0, run_name="v001")
+    cfg = tiny_cfg(tmp_path)
+    assert sft_args(cfg, Call.of(cfg, 1.0)).report_to == []
+    cfg = tiny_cfg(tmp_path, report_to="tensorboard")
+    args = sft_args(cfg, Call.of(cfg, 1.0, run_name="v001"))
     assert args.report_to == ["tensorboard"] and args.run_name == "v001"
     assert tiny_cfg(tmp_path, report_to=["tensorboard", "wandb"]).report_to == ["tensorboard", "wandb"]
     with pytest.raises(ConfigError, match="report_to = 'mlflow' is not valid; allowed: one of none, tensorboard"):

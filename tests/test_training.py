@@ -2,6 +2,8 @@
 interrupts. Small data (20 items) keeps each training call to seconds."""
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -77,15 +79,18 @@ def test_interrupt_keeps_a_resumable_checkpoint(small_cfg):
         def __init__(self, step):
             self.step = step
 
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == self.step:
-                raise KeyboardInterrupt  # what Ctrl-C / a kernel interrupt raises mid-epoch
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step + 1 == self.step:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C / a kernel interrupt sends, during the step
 
     ft = FineTune.start(small_cfg)
     v1 = ft.train()
     manifest_before = (v1.path / "manifest.json").read_bytes()
+    said = []
+    ft.progress = said.append
     ft.callbacks = [InterruptAt(1)]  # the first step of this call (Trainer counts per call)
-    assert ft.train(more_epochs=1) is None
+    assert ft.train(more_epochs=1) is None, "the call ends at the end of the step it was interrupted in"
+    assert any(m.startswith("Interrupted: stopping at the end of this step") for m in said)
     run = Run(small_cfg.output_dir)
     info = json.loads((run.checkpoints / "interrupted.json").read_text())
     assert info["parent"] == "v001" and info["step"] == 1

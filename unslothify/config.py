@@ -4,6 +4,12 @@ Every knob is a dataclass field declared once with its default, its allowed rang
 (which way it moves overfitting, where that applies). YAML files, CLI flags and the slider panel all
 read and write the same fields.
 
+A knob that goes to a library defaults to that library's own default (Unsloth's from_pretrained and
+get_peft_model for the model and LoRA knobs, TRL's SFTConfig for the training knobs), so that a value chosen
+for a model and a device lives in its recipe (recipes/*.yaml) alone; the project's own knobs (data, probes,
+augmentation, evaluation) have their defaults here. What a config holds is what SFTConfig gets
+(train/args.py maps the knobs one to one).
+
 Usage:
     cfg = load_config("config.yaml", num_train_epochs=5)   # file < flags; unknown keys are errors
     save_config(cfg, "runs/meatballs/config.yaml")
@@ -41,11 +47,13 @@ class Config:
     recipe: str = knob("auto", "The recipe the knobs start from (recipes/*.yaml, each knob with why): 'auto' picks "
                        "by model and device (said when loading), or a recipe's name or YAML path, or 'none'. "
                        "config.yaml and flags override it.", group="model")
-    load_in_4bit: bool = knob(True, "Load the base in 4-bit (QLoRA). Ignored on CPU.", group="model")
+    load_in_4bit: bool = knob(True, "Load the base in 4-bit (QLoRA). Ignored on CPU. (Unsloth's default)",
+                              group="model")
     gpu_memory_gib: float = knob(0.0, "GPU memory a run may take, in GiB, in every process it starts (0: the whole "
                                  "card). For a shared card, or to rehearse a smaller one: 15 is a free Colab T4.",
                                  0.0, 4096, step=0.5, group="model")
-    max_seq_length: int = knob(512, "Longest tokenised item; longer items are skipped or rejected.", 32, 32768,
+    max_seq_length: int = knob(2048, "Longest tokenised item; longer items are skipped or rejected (Unsloth's "
+                               "default 2048).", 32, 32768,
                                overfit="no direct effect; lower saves memory", step=32, group="model", panel=True)
     # --- data ---
     data: str = knob("domain.jsonl", "Training data: a JSONL, JSON (array), CSV, TSV or Parquet file, a folder "
@@ -78,9 +86,9 @@ class Config:
                               "llama-3, ...: unsloth.chat_templates.CHAT_TEMPLATES). Saved with every version.",
                               group="model")
     # --- LoRA ---
-    lora_r: int = knob(16, "LoRA rank.", 1, 256, overfit="higher rank can memorise more: raises overfitting",
+    lora_r: int = knob(16, "LoRA rank (Unsloth's default 16).", 1, 256, overfit="higher rank can memorise more: raises overfitting",
                        step=1, group="lora", panel=True)
-    lora_alpha: int = knob(16, "LoRA scale numerator (effective scale alpha/r).", 1, 512,
+    lora_alpha: int = knob(16, "LoRA scale numerator (effective scale alpha/r; Unsloth's default 16).", 1, 512,
                            overfit="higher alpha means larger updates: raises overfitting", step=1, group="lora", panel=True)
     lora_dropout: float = knob(0.0, "Dropout on the LoRA path.", 0.0, 0.5,
                                overfit="higher dropout lowers overfitting", step=0.01, group="lora", panel=True)
@@ -89,11 +97,13 @@ class Config:
                             "them: faster steps, and the layers below keep what they knew.", 0, 1000, step=1,
                             overfit="fewer layers can memorise less: lowers overfitting", group="lora")
     # --- optimisation ---
-    learning_rate: float = knob(2e-4, "Peak learning rate.", 1e-6, 1e-2, log=True,
+    learning_rate: float = knob(2e-5, "Peak learning rate, as SFTConfig gets it (TRL's default 2e-5; each "
+                                "recipe sets its own).", 1e-6, 1e-2, log=True,
                                 overfit="higher learns faster and overfits sooner", panel=True)
-    weight_decay: float = knob(0.01, "AdamW weight decay.", 0.0, 0.5, step=0.005,
+    weight_decay: float = knob(0.0, "AdamW weight decay (TRL's default 0).", 0.0, 0.5, step=0.005,
                                overfit="higher weight decay lowers overfitting", panel=True)
-    warmup: float = knob(0.05, "Learning-rate warm-up: below 1 a share of the steps, 1 or more a number of steps.",
+    warmup: float = knob(0.0, "Learning-rate warm-up: below 1 a share of the steps, 1 or more a number of steps "
+                         "(TRL's default 0).",
                          0.0, 10000, step=0.01, overfit="little effect on overfitting; steadies early training", panel=True)
     per_device_train_batch_size: int = knob(8, "Items per forward pass.", 1, 256, step=1,
                                             overfit="larger batches mean fewer, smoother updates per epoch", panel=True)
@@ -114,15 +124,14 @@ class Config:
                                     "first, plans the epochs that fit, and stops at the cap if it runs long. The "
                                     "notebooks set none unless you do.", 0.0, 10000, step=1, panel=True)
     seed: int = knob(3407, "Seed for the split, LoRA init and data order.", 0, 2**31 - 1, step=1)
-    packing: bool = knob(True, "Padding-free packing of whole items into rows of max_seq_length tokens, "
+    packing: bool = knob(False, "Padding-free packing of whole items into rows of max_seq_length tokens, "
                          "per_device_train_batch_size rows per step (GPU only; ~15x faster per epoch than padding "
-                         "short items to 512 tokens, docs/benchmark.md).", group="speed")
-    packed_lr_scale: bool = knob(True, "With packing, multiply learning_rate by sqrt(items a packed step holds / 8): "
-                                 "learning_rate is set for 8 items a step, and fewer, larger updates need larger steps "
-                                 "to learn as much per epoch (docs/benchmark.md).", group="speed")
+                         "short items to 512 tokens, docs/benchmark.md; TRL's default off). A packed step holds "
+                         "many items: set learning_rate for it (the 7B recipes do).", group="speed")
     gradient_checkpointing: bool = knob(True, "Recompute activations to save memory (Unsloth's offloaded variant "
                                         "on GPU).", group="speed")
-    optim: str = knob("adamw_8bit", "Optimizer (8-bit AdamW on GPU; CPU falls back to fused AdamW).",
+    optim: str = knob("adamw_torch_fused", "Optimizer (transformers' default fused AdamW; 8-bit AdamW needs a GPU, "
+                      "a CPU falls back to fused AdamW).",
                       choices=("adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_8bit", "sgd"),
                       group="speed")
     evals_per_epoch: int = knob(1, "Evaluations per epoch (validation loss, and the probes under objective "

@@ -20,6 +20,7 @@ RECIPES_DIR = PROJECT_DIR / "recipes"
 # model: auto on a GPU and any model that is not the embedded one on a GPU train by the 7B QLoRA recipe.
 GPU_RECIPE = "mistral-7b-qlora"
 EMBEDDED_RECIPES = {"cpu": "smollm2-cpu", "cuda": "smollm2-gpu"}
+BASE_KEY = "base"  # a recipe's first line may name the recipe it builds on
 _LINE = re.compile(r"^(?P<key>[a-z_0-9]+):\s*(?P<value>[^#]*?)\s*(?:#\s*(?P<why>.*))?$")
 
 
@@ -55,7 +56,8 @@ def choose(recipe: str, model: str, cuda: bool) -> tuple[str | None, str]:
 
 
 def read(name: str) -> dict:
-    """The recipe's knobs. A missing recipe names the ones there are."""
+    """The recipe's knobs, with those of the recipe it names as its `base` (its own win). A missing recipe
+    names the ones there are."""
     from .knobs import ConfigError
 
     path = path_of(name)
@@ -65,17 +67,19 @@ def read(name: str) -> dict:
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of knob: value.")
-    return values
+    base = values.pop(BASE_KEY, None)
+    return {**read(base), **values} if base else values
 
 
 def reasons(name: str) -> dict[str, str]:
-    """{knob: the comment on its line} of a recipe file."""
+    """{knob: the comment on its line} of a recipe file and of its base."""
     out = {}
     for line in path_of(name).read_text(encoding="utf-8").splitlines():
         m = _LINE.match(line)
         if m and m.group("why"):
             out[m.group("key")] = m.group("why").strip()
-    return out
+    base = (yaml.safe_load(path_of(name).read_text(encoding="utf-8")) or {}).get(BASE_KEY)
+    return {**reasons(base), **out} if base else out
 
 
 def describe_recipe(name: str | None, why: str) -> str:
@@ -86,4 +90,5 @@ def describe_recipe(name: str | None, why: str) -> str:
     lines = [f"Recipe: {name} ({why}; {path_of(name).relative_to(RECIPES_DIR.parent) if path_of(name).is_relative_to(RECIPES_DIR.parent) else path_of(name)}):"]
     for key, value in read(name).items():
         lines.append(f"  {key}: {value}" + (f"  # {notes[key]}" if key in notes else ""))
+    lines.append("  (every other knob: its library's default, config.py)")
     return "\n".join(lines)

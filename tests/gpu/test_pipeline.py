@@ -64,9 +64,8 @@ def test_auto_on_a_gpu_trains_the_gpu_recipe():
 
     c = load_config(None)
     assert recipe_of(c)[0] == "mistral-7b-qlora"
-    assert c.optim == "adamw_8bit" and c.learning_rate == 2e-4 and c.load_in_4bit
+    assert c.optim == "adamw_8bit" and c.learning_rate == 5e-4 and c.load_in_4bit
     assert c.packing and c.per_device_train_batch_size * c.max_seq_length == 4096, "4096 tokens per packed step"
-    assert c.packed_lr_scale, "packed steps scale the learning rate (docs/benchmark.md, section 4c)"
 
 
 def test_load_4bit_and_lora(cfg, prepared):
@@ -150,7 +149,7 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
 
     from unslothify.config import replace
     from unslothify.data.prepare import prepare
-    from unslothify.train.args import sft_args
+    from unslothify.train.args import Call, sft_args
     from unslothify.train.session import FineTune
 
     pcfg = replace(cfg, packing=False, output_dir=str(tmp_path / "unpacked"), per_device_train_batch_size=8,
@@ -174,7 +173,8 @@ def test_unpacked_training_and_packing_isolation(cfg, tmp_path):
     assert batch["input_ids"].shape[0] == 1, "padding-free: one row per batch"
     results = {}
     for packing in (True, False):
-        args = sft_args(replace(pcfg, packing=packing), 1.0, True, output_dir=str(tmp_path / f"eval-{packing}"))
+        c = replace(pcfg, packing=packing)
+        args = sft_args(c, Call.of(c, 1.0, has_eval=True, output_dir=str(tmp_path / f"eval-{packing}")))
         trainer = SFTTrainer(model=ft.model, args=args, train_dataset=items, eval_dataset=items,
                              processing_class=ft.tokenizer)
         results[packing] = (trainer.evaluate()["eval_loss"], len(trainer.eval_dataset))
@@ -273,9 +273,9 @@ def test_cli_train_under_accelerate_launch(tiny_model, small_data, tmp_path):
 def _packing_trainer(ft, pcfg, tmp_path):
     from trl import SFTTrainer
 
-    from unslothify.train.args import sft_args
+    from unslothify.train.args import Call, sft_args
 
-    args = sft_args(pcfg, 1.0, False, output_dir=str(tmp_path / "collator"))
+    args = sft_args(pcfg, Call.of(pcfg, 1.0, has_eval=False, output_dir=str(tmp_path / "collator")))
     tr = SFTTrainer(model=ft.model, args=args, train_dataset=ft.training_data(pcfg).train, processing_class=ft.tokenizer)
     assert tr.args.packing and tr.args.padding_free
     return tr

@@ -75,22 +75,23 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
 
 
 def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
-         probes: tuple[int, int] = (0, 0), packed: bool | None = None) -> dict:
+         probes: tuple[int, int] = (0, 0), packed: bool | None = None, epochs: float | None = None) -> dict:
     """Seconds per stage: training, the probes at its evaluations (probes: the knowledge and the retention
     probes asked at each one), the merged export, base and tuned scoring. packed: whether steps are packed rows
     (default: as training will run here, sft_config.packed)."""
     from ..train.args import packed as packs
 
     packed = packs(cfg) if packed is None else packed
+    epochs = cfg.num_train_epochs if epochs is None else epochs
     batch = cfg.per_device_train_batch_size
     tokens = (sum(train_lengths) if packed else padded_tokens(train_lengths, batch, grouped=True))
-    steps = math.ceil(cfg.num_train_epochs * (math.ceil(sum(train_lengths) / (batch * cfg.max_seq_length)) if packed
+    steps = math.ceil(epochs * (math.ceil(sum(train_lengths) / (batch * cfg.max_seq_length)) if packed
                                              else math.ceil(len(train_lengths) / batch)))
     # a batch of greedy answers: most stop at their end-of-turn token well before the cap; measured on 2 CPU
     # cores, the eval sets' answers took 0.45 of the time of running every one to max_new_tokens
     per_generation = 0.5 * timing["decode_step_seconds"] * cfg.max_new_tokens
     batches = lambda n: math.ceil(n / GENERATION_BATCH)  # noqa: E731
-    evaluations = math.ceil(cfg.num_train_epochs * cfg.evals_per_epoch)  # and one before training, below
+    evaluations = math.ceil(epochs * cfg.evals_per_epoch)  # and one before training, below
     # One generate call per evaluation for the knowledge and retention probes together, each about as long as a
     # decoding batch of 16 per 40 rows (2 CPU cores: 3 calls of up to 40 probes took 9.5 s, against 8.0 s so
     # sized); the one before training asks the knowledge probes alone (none once their base answers are cached).
@@ -99,26 +100,28 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     probe_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS)
     return {
         "steps": steps,
-        "training": cfg.num_train_epochs * tokens * timing["train_seconds_per_token"],
+        "training": epochs * tokens * timing["train_seconds_per_token"],
         "probes": (calls(knowledge) + evaluations * calls(knowledge + retention)) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
         "scoring": 2 * (batches(eval_questions) + batches(general_questions)) * per_generation,
     }
 
 
-def describe_plan(cfg, stages: dict, items: int, model_name: str, elapsed: float = 0.0) -> str:
+def describe_plan(cfg, stages: dict, items: int, model_name: str, elapsed: float = 0.0,
+                  epochs: float | None = None) -> str:
     total = elapsed + sum(v for k, v in stages.items() if k != "steps")
     parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items() if k != "steps" and v)
     done = f"{elapsed / 60:.1f} min so far, then " if elapsed else ""
     return (f"Expected time: about {total / 60:.0f} min all told on {machine()} ({done}{parts}): {model_name}, "
             f"{items} training "
             f"items, {stages['steps']} steps of {cfg.per_device_train_batch_size} "
-            f"{'packed rows' if cfg.packing and has_cuda() else 'items'} over {cfg.num_train_epochs:g} epochs. "
+            f"{'packed rows' if cfg.packing and has_cuda() else 'items'} over "
+            f"{cfg.num_train_epochs if epochs is None else epochs:g} epochs. "
             f"Measured just now on this machine; the progress bar below keeps the estimate current.")
 
 
 def stage_counts(cfg, data, export: bool) -> dict:
-    """The counts plan() sizes the stages by, for a training call on `data` (training.TrainingData)."""
+    """The counts plan() sizes the stages by, for a training call on `data` (train/inputs.TrainingData)."""
     from ..score.questions import load_questions
 
     general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
@@ -129,25 +132,24 @@ def stage_counts(cfg, data, export: bool) -> dict:
             "probes": (len(prepared.probes), RETENTION_PROBES) if prepared.objective == "knowledge" else (0, 0)}
 
 
-def epochs_within_cap(cfg, timing: dict, counts: dict) -> float | None:
-    """The epochs of cfg.num_train_epochs that fit max_train_minutes on this machine (planned at 90 % of the
-    cap, which counts the evaluations inside the call too), or None when they all fit or there is no cap."""
+def epochs_within_cap(cfg, epochs: float, timing: dict, counts: dict) -> float | None:
+    """The share of `epochs` that fits max_train_minutes on this machine (planned at 90 % of the cap, which
+    counts the evaluations inside the call too), or None when they all fit or there is no cap."""
     budget = 0.9 * 60 * cfg.max_train_minutes
-    stages = plan(cfg, timing, **counts)
+    stages = plan(cfg, timing, **counts, epochs=epochs)
     in_call = stages["training"] + stages["probes"]
     if not budget or in_call <= budget:
         return None
-    return max(0.1, int(10 * cfg.num_train_epochs * budget / in_call) / 10)
+    return max(0.1, int(10 * epochs * budget / in_call) / 10)
 
 
-def fit_time(ft, cfg, export: bool, progress=print, elapsed: float = 0.0):
+def fit_time(ft, cfg, export: bool, progress=print, elapsed: float = 0.0) -> float:
     """Say what the rest of the run will take, timed on this machine (a forward and backward pass and a
     generation step over the training rows as they will be trained): the stages left, after `elapsed` seconds
-    already spent (loading, preparing, augmenting), with the epochs the time cap leaves."""
+    already spent (loading, preparing, augmenting), with the epochs the time cap leaves. Returns those epochs."""
     data = ft.training_data(cfg)  # tokenised once: the training call reuses them
-    timing = ft.timing(cfg)
     counts = stage_counts(cfg, data, export)
-    planned = ft.within_cap(cfg, say=False)
-    stages = plan(planned, timing, **counts)
-    progress(describe_plan(planned, stages, len(counts["train_lengths"]), ft.model_path, elapsed))
-    return planned
+    epochs = ft.epochs_within_cap(cfg, cfg.num_train_epochs, say=False)
+    stages = plan(cfg, ft.timing(cfg), **counts, epochs=epochs)
+    progress(describe_plan(cfg, stages, len(counts["train_lengths"]), ft.model_path, elapsed, epochs))
+    return epochs

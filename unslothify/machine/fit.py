@@ -82,21 +82,21 @@ def lower_memory_advice(cfg, total_gib: float) -> str:
     return ", ".join(steps) + f" (then about {memory_needed_gib(c)} GiB)"
 
 
-def mistral_config(cfg):
-    """cfg as it would be for Mistral 7B on a GPU, so notebook 00 on a CPU runtime still answers for it: the
-    knobs still at the embedded model's recipe values take the GPU recipe's (or the default)."""
-    from ..config import Config, recipe_of, replace
-    from ..model.embedded import EMBEDDED
-    from ..model.choice import GPU_DEFAULT_MODEL, resolve_model_name
-    from ..recipes import GPU_RECIPE, read
+def mistral_config(cfg, config_path: str | None = None, overrides: dict | None = None):
+    """The config notebook 00 sizes Mistral 7B by, so that a CPU runtime still answers for it: the knobs the
+    user chose (config.yaml, the notebook's overrides) over the GPU recipe. cfg itself where it is not the
+    embedded model's."""
+    from pathlib import Path
 
-    name, _ = recipe_of(cfg)
-    if resolve_model_name(cfg.model)[0] != EMBEDDED or name is None:
+    from ..config import load_config
+    from ..model.choice import GPU_DEFAULT_MODEL, resolve_model_name
+    from ..model.embedded import EMBEDDED
+    from ..recipes import GPU_RECIPE
+
+    if resolve_model_name(cfg.model)[0] != EMBEDDED:
         return cfg
-    own, target, defaults = read(name), read(GPU_RECIPE), Config()
-    changes = {k: target.get(k, getattr(defaults, k)) for k, v in own.items() if getattr(cfg, k) == v}
-    changes.update({k: v for k, v in target.items() if k not in own})
-    return replace(cfg, model=GPU_DEFAULT_MODEL, **changes)
+    path = config_path if config_path and Path(config_path).exists() else None
+    return load_config(path, **{**(overrides or {}), "model": GPU_DEFAULT_MODEL, "recipe": GPU_RECIPE})
 
 
 # Cards with this much memory train the 16-bit recipe faster, and merge it exactly.
@@ -117,8 +117,9 @@ def describe_recipe_for(cfg, report: dict) -> str:
     return text
 
 
-def describe_fit(cfg, report: dict) -> str:
-    cfg = mistral_config(cfg)
+def describe_fit(cfg, report: dict, config_path: str | None = None, overrides: dict | None = None) -> str:
+    """Whether Mistral 7B fits with the user's knobs (mistral_config), on the card found and the usual ones."""
+    cfg = mistral_config(cfg, config_path, overrides)
     found = (report["gpu"], report["memory_gib"]) if report.get("cuda_available") else None
     rows = fit_table(cfg, found)
     lines = [f"Will it fit? Mistral 7B with this config (load_in_4bit {cfg.load_in_4bit}, gradient_checkpointing "

@@ -1,14 +1,14 @@
-"""From a config to TRL's SFTConfig, in one pure function that every training road uses (the notebooks'
-FineTune, the CLI, scripts/benchmark.py), and the trackers it reports to.
+"""From a config and a training call to TRL's SFTConfig, in one pure function that every training road uses (the
+notebooks' FineTune, the CLI, scripts/benchmark.py), and the trackers it reports to.
 
-    args = sft_args(cfg, epochs=2.0, has_eval=True, start_step=0)
+    args = sft_args(cfg, Call.of(cfg, epochs=2.0, start_step=0))
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
+from dataclasses import dataclass
 
 from ..machine.device import has_cuda, precision
 from ..runs import Run
@@ -77,78 +77,70 @@ def _finish_runs(cfg):
                 module.finish()
 
 
-# The items a step holds that learning_rate is set for: Unsloth's notebooks' 2 x 4 for Mistral 7B, the embedded
-# recipe's batch of 8.
-LR_REFERENCE_ITEMS = 8
+@dataclass(frozen=True)
+class Call:
+    """What one training call adds to the knobs: the facts SFTConfig needs that no knob holds. Made once per
+    call by the session (train/session.py) and recorded in the version's manifest."""
+
+    epochs: float  # epochs this call trains: num_train_epochs, a call's more_epochs, or those that fit the time cap
+    start_step: int = 0  # the session's cumulative step it starts from: 0 evaluates once before the first step
+    seed: int = 3407  # the knob's seed plus start_step, so a continued call sees a fresh data order
+    has_eval: bool = True  # validation data exists (the probes' rewordings, or held-out items)
+    probed: bool = False  # evaluations score the knowledge probes: early stopping watches probe recall
+    run_name: str | None = None  # the version the call makes (names the trackers' run)
+    output_dir: str | None = None  # where Trainer writes a checkpoint (default: the run folder's checkpoints/)
+
+    @classmethod
+    def of(cls, cfg, epochs: float, start_step: int = 0, **facts) -> "Call":
+        return cls(epochs=float(epochs), start_step=start_step, seed=cfg.seed + start_step, **facts)
 
 
 def packed(cfg) -> bool:
     return cfg.packing and has_cuda()
 
 
-def items_per_step(cfg, mean_item_tokens: float) -> float:
-    """Items one optimizer step sees: a packed row holds max_seq_length / mean_item_tokens items; an unpacked
-    row holds one. Times per_device_train_batch_size rows and gradient_accumulation_steps passes."""
-    per_row = cfg.max_seq_length / mean_item_tokens if packed(cfg) else 1.0
-    return cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * per_row
-
-
-def learning_rate(cfg, mean_item_tokens: float | None) -> float:
-    """cfg.learning_rate, scaled for packed steps by sqrt(items per step / 8) when packed_lr_scale is on
-    (measured on the embedded model: recall after 4.5 epochs 0.54 -> 0.70, docs/benchmark.md), capped at 1e-2."""
-    if not (packed(cfg) and cfg.packed_lr_scale and mean_item_tokens):
-        return cfg.learning_rate
-    items = items_per_step(cfg, mean_item_tokens)
-    return min(1e-2, cfg.learning_rate * math.sqrt(max(1.0, items / LR_REFERENCE_ITEMS)))
-
-
-def sft_args(cfg, epochs: float, has_eval: bool = True, start_step: int = 0, output_dir: str | None = None,
-             run_name: str | None = None, mean_item_tokens: float | None = None, probed: bool = False):
-    """SFTConfig for one training call of `epochs` over the training data, from the config alone.
-
-    mean_item_tokens (the data's size per item) scales the learning rate of packed steps (learning_rate()).
-    start_step is the cumulative step the call starts from: 0 evaluates once before training (the curve's
-    first point); otherwise it shifts the seed so a continued call sees a fresh data order. probed (the
-    knowledge objective: evaluations score the probes) makes early stopping watch probe recall. Evaluation
-    runs evals_per_epoch times per epoch, given to the Trainer as a share of the call's steps, so it holds
-    for packed rows and data-parallel processes alike."""
+def sft_args(cfg, call: Call):
+    """SFTConfig for one training call: each knob mapped to its SFTConfig field as it is (what the panel shows
+    is what TRL gets), and the call's own facts. Evaluation runs evals_per_epoch times per epoch, given to the
+    Trainer as a share of the call's steps, so it holds for packed rows and data-parallel processes alike."""
     from trl import SFTConfig
 
     mode = precision()
     # At least one evaluation, at the end, for calls shorter than 1 / evals_per_epoch epochs (a share of 1.0
     # or more would be read as a number of steps).
-    share = min(1.0 / (cfg.evals_per_epoch * epochs), 0.9999)
+    share = min(1.0 / (cfg.evals_per_epoch * call.epochs), 0.9999)
     return SFTConfig(
-        output_dir=str(output_dir or Run(cfg.output_dir).checkpoints),
-        num_train_epochs=epochs,
+        output_dir=str(call.output_dir or Run(cfg.output_dir).checkpoints),
+        num_train_epochs=call.epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=learning_rate(cfg, mean_item_tokens),
+        learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup,  # below 1 a share of the steps
         lr_scheduler_type=cfg.lr_scheduler_type,
         optim=cfg.optim,
-        seed=cfg.seed + start_step,
+        seed=call.seed,
         logging_steps=1,
-        eval_strategy="steps" if has_eval else "no",
+        eval_strategy="steps" if call.has_eval else "no",
         eval_steps=share,
-        eval_on_start=has_eval and start_step == 0,
+        eval_on_start=call.has_eval and call.start_step == 0,
         save_strategy="no",  # versions are saved by us, atomically; interrupts save a checkpoint
         report_to=trackers(cfg),
-        run_name=run_name,
+        run_name=call.run_name,
         max_length=cfg.max_seq_length,
         packing=packed(cfg),
         padding_free=packed(cfg),
         # Unpacked rows are padded to the longest in their batch: batches of similar lengths waste less
         # (measured on 2 CPU cores, scripts/cpu_speed.py); the order stays random between batches.
         train_sampling_strategy="random" if packed(cfg) else "group_by_length",
-        completion_only_loss=True,  # the mask built in data.tokenize_item
+        completion_only_loss=True,  # the mask built in data/tokens.py
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=mode == "bf16",
         fp16=mode == "fp16",
-        metric_for_best_model=(("probe_recall" if probed else "eval_loss") if cfg.early_stopping_patience else None),
-        greater_is_better=probed if cfg.early_stopping_patience else None,
+        metric_for_best_model=(("probe_recall" if call.probed else "eval_loss") if cfg.early_stopping_patience
+                               else None),
+        greater_is_better=call.probed if cfg.early_stopping_patience else None,
         dataset_num_proc=None,
         disable_tqdm=False,
     )

@@ -21,49 +21,52 @@ def package_versions() -> dict:
     return out
 
 
-def version_manifest(ft, seconds: float, prepared, train_items) -> dict:
-    """The manifest of the version a training call of session `ft` (training.FineTune) is about to save."""
-    train_losses = [h["loss"] for h in ft.history if "loss" in h]
-    eval_losses = [h["eval_loss"] for h in ft.history if "eval_loss" in h]
-    probed = [h for h in ft.history if "probe_recall" in h]
-    this_call = ft.history[ft._call_history_start:]
+def version_manifest(session, cfg, call, record, data, epochs_before: float) -> dict:
+    """The manifest of the version a training call is about to save: `session` (train/session.FineTune) with
+    the call's history added, the call's config and facts (train/args.Call), what the call did (CallRecord) and
+    the data it trained on (TrainingData)."""
+    history = session.history
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    probed = [h for h in history if "probe_recall" in h]
     peak, peak_kind = peak_memory_gib()
-    epochs_trained = (max((h["epoch"] for h in this_call), default=0.0)
-                      - max((h["epoch"] for h in ft.history[:ft._call_history_start]), default=0.0))
+    epochs_trained = max((h["epoch"] for h in record.history), default=epochs_before) - epochs_before
+    prepared = data.prepared
     return {
-        "base_model": ft.cfg.model,
-        "base_model_path": ft.model_path,
-        "base_model_revision": _revision(ft.model),
-        "chat_template": getattr(ft.tokenizer, TEMPLATE_NOTE, None),  # which template, and why
-        "parent": ft.parent,
-        "config": config_dict(ft.cfg),
-        "data_file": str(ft.cfg.data),
+        "base_model": cfg.model,
+        "base_model_path": session.model_path,
+        "base_model_revision": _revision(session.model),
+        "chat_template": getattr(session.tokenizer, TEMPLATE_NOTE, None),  # which template, and why
+        "parent": session.parent,
+        "config": config_dict(cfg),
+        "data_file": str(cfg.data),
         "data_sha256": prepared.report.get("data_sha256"),  # prepared/ matched the data when this call began
         "data_items": prepared.report.get("items", prepared.report.get("lines_read")),
-        "train_items": len(train_items),
+        "train_items": len(data.items),
         "validation_items": len(prepared.validation),
-        "epochs_this_call": ft.cfg.num_train_epochs,
+        "epochs_this_call": call.epochs,  # asked: num_train_epochs, more_epochs, or those within the time cap
+        "seed_this_call": call.seed,  # the knob's seed plus the steps before this call
         "epochs_trained": round(epochs_trained, 4),  # fewer than asked when the time cap stopped the call
-        "stopped_at_time_cap": ft.stopped_at_cap,
-        "cumulative_epochs": round(ft.cumulative_epochs, 4),
-        "cumulative_steps": ft.cumulative_steps,
+        "stopped_at_time_cap": record.stopped_at_cap,
+        "cumulative_epochs": round(session.cumulative_epochs, 4),
+        "cumulative_steps": session.cumulative_steps,
         "final_train_loss": train_losses[-1] if train_losses else None,
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "objective": prepared.objective,
         "probe_items": len(prepared.probes),
-        "retention_probes": len(ft._retention or []),
+        "retention_probes": session.retention_probe_count,
+        "retention_weight": cfg.retention_weight,
         "base_probe_recall": probed[0]["probe_recall"] if probed and probed[0]["step"] == 0 else None,
         "final_probe_recall": probed[-1]["probe_recall"] if probed else None,
         "final_probe_retention": probed[-1].get("probe_retention") if probed else None,
-        "probe_seconds": round(sum(h.get("probe_seconds", 0) for h in this_call), 2),
-        "train_seconds": round(seconds, 2),
-        "epoch_seconds": ft.epoch_seconds,
-        "seconds_per_epoch": round(seconds / epochs_trained, 2) if epochs_trained else None,
+        "probe_seconds": round(sum(h.get("probe_seconds", 0) for h in record.history), 2),
+        "train_seconds": round(record.seconds, 2),
+        "epoch_seconds": record.epoch_seconds,
+        "seconds_per_epoch": round(record.seconds / epochs_trained, 2) if epochs_trained else None,
         "peak_memory_gib": round(peak, 3),
         "peak_memory_kind": peak_kind,
         "device": device_name(),
         "precision": precision(),
-        "effective_learning_rate": ft.last_trainer.args.learning_rate if ft.last_trainer else None,
         "packages": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import Config, load_config, recipe_of, replace
+from ..config import Config, load_config, recipe_of
 from ..model.choice import resolve_model_name
 
 
@@ -16,15 +16,6 @@ def start(project_dir: str = "..", config_path: str = "config.yaml", overrides: 
     show_errors_as_messages()
     path = config_path if config_path and Path(config_path).exists() else None
     cfg = load_config(path, **(overrides or {}))
-    chosen = dict(overrides or {})
-    if path:
-        import yaml
-
-        chosen.update(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
-    if cfg.max_train_minutes and "max_train_minutes" not in chosen:
-        # The recipe's cap keeps `make run` within its time; in a notebook you choose the epochs and watch the
-        # time, and nothing should stop training you asked for (a 7B run on Colab least of all).
-        cfg = replace(cfg, max_train_minutes=0.0)
     name, reason = resolve_model_name(cfg.model)
     recipe, why = recipe_of(cfg)
     print(f"Project: {Path.cwd()}\nConfig: {path or 'no config.yaml'}{' + overrides' if overrides else ''} over recipe "
