@@ -44,7 +44,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -v --durations=15 $(ARGS)
 
 notebooks: $(STAMP)
-	$(BIN)/python scripts/build_notebooks.py
+	$(BIN)/python -m scripts.build_notebooks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

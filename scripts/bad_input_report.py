@@ -1,17 +1,15 @@
 """Prints the README's table of bad inputs and what each produces (the cases tests/test_data.py asserts).
 
-    python scripts/bad_input_report.py
+    python -m scripts.bad_input_report
 """
 
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bad_input_cases import CASES, GOOD, SOURCE_CASES  # noqa: E402
+from tests.bad_input_cases import CASES, GOOD, SOURCE_CASES  # noqa: E402
 
 from unslothify.data.items import DataError, read_jsonl_items  # noqa: E402
 from unslothify.data.sources import load_items as load_source  # noqa: E402

@@ -1,7 +1,7 @@
 """Writes notebooks/*.ipynb (without outputs) from the cell lists below.
 
 The notebooks are the user interface; this file is their reviewable source. Edit here, then run
-    python scripts/build_notebooks.py
+    python -m scripts.build_notebooks
 tests/test_notebooks.py checks that the committed notebooks match this file and carry no outputs.
 """
 
@@ -15,7 +15,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
-sys.path.insert(0, str(ROOT))
 from unslothify.export.stage import FORMATS  # noqa: E402
 from unslothify.machine.runtime import REPO_URL  # noqa: E402
 

@@ -9,11 +9,11 @@ once per set. Each finished run appends one JSON line to the results file, so an
 keeps what it measured and `--report` can rebuild the table at any time.
 
     # equal steps (the embedded recipe's 8 epochs of the invented set = 72 steps)
-    python scripts/compare_augmentation.py --set invented --configs none,rephrase,statement,reverse,replay,all --steps 72
+    python -m scripts.compare_augmentation --set invented --configs none,rephrase,statement,reverse,replay,all --steps 72
     # equal wall time: steps = (seconds - augmentation time) / the config's measured seconds per step
-    python scripts/compare_augmentation.py --set invented --configs rephrase,statement,reverse,replay,all --seconds 100
+    python -m scripts.compare_augmentation --set invented --configs rephrase,statement,reverse,replay,all --seconds 100
     # the table (markdown) from all results so far
-    python scripts/compare_augmentation.py --report > table.md
+    python -m scripts.compare_augmentation --report > table.md
 
 Sets: invented (examples/invented: 40 facts x 2 phrasings, 40 held-out paraphrases) and domain (domain.jsonl,
 eval/questions.jsonl with 20 reverse questions). Timings are wall-clock on whatever else the machine runs.
@@ -33,7 +33,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SETS = {
     "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),

@@ -10,12 +10,12 @@ does), interleaving the variants so that load from other processes hits them ali
 
 Run once per dtype (Unsloth's CPU backend picks bfloat16 where the CPU has AVX512-BF16 or AMX):
 
-    python scripts/cpu_speed.py                       # the default dtype
-    UNSLOTH_CPU_BF16=0 python scripts/cpu_speed.py    # float32
+    python -m scripts.cpu_speed                       # the default dtype
+    UNSLOTH_CPU_BF16=0 python -m scripts.cpu_speed    # float32
 
 Prints one JSON line: seconds per step and per 1000 padded tokens for each variant (median of the repeats).
 
-    python scripts/cpu_speed.py generate              # greedy answers to the retention questions: batch sizes
+    python -m scripts.cpu_speed generate              # greedy answers to the retention questions: batch sizes
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main(repeats: int = 4, batch: int = 8, lora_r: int = 32, targets: str = "all"):

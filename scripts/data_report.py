@@ -2,7 +2,7 @@
 """Quality report for the training and evaluation data (standard library only).
 
 Usage:
-    python scripts/data_report.py [--root REPO_ROOT] [--top N]
+    python -m scripts.data_report [--root REPO_ROOT] [--top N]
 
 For domain.jsonl it prints:
   * record count and number of unique user questions,

@@ -11,7 +11,7 @@ whose answer holds an expected keyword and whose question shares the most words)
   right item       the answer uses the source item's words but not the expected keyword (phrasing, partial)
   invented         none of the above: a confident answer with facts from nowhere in the data
 
-    python scripts/error_analysis.py runs/meatballs/eval/v001.json --data domain.jsonl [--json]
+    python -m scripts.error_analysis runs/meatballs/eval/v001.json --data domain.jsonl [--json]
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 

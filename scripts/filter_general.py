@@ -12,7 +12,7 @@ Replay prompts (eval/general_prompts.jsonl, used by `augment`) must not overlap 
 script checks that too and fails if a replay prompt repeats a retention question.
 
 Usage:
-    python scripts/filter_general.py [--model embedded] [--candidates eval/general_candidates.jsonl]
+    python -m scripts.filter_general [--model embedded] [--candidates eval/general_candidates.jsonl]
                                      [--output eval/general.jsonl]
 """
 
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def norm(text: str) -> str:

@@ -64,14 +64,14 @@ PY
   rm -rf .gpu-assets/llama.cpp .gpu-assets/smollm2.part-* .gpu-assets/wheel
   cp -r "$(python -c 'from unslothify.export.gguf import llama_cpp_dir; print(llama_cpp_dir())')" .gpu-assets/llama.cpp
   find .gpu-assets -name __pycache__ -prune -exec rm -rf {} +
-  python scripts/benchmark.py lengths
+  python -m scripts.benchmark lengths
   # the T4 simulation's tokenizer: LLaMA's SentencePiece vocabulary (Mistral v0.1's), from llama.cpp's test vocab
   if [ ! -f .gpu-assets/mistral-tokenizer/tokenizer.json ]; then
     python -m pip download -q --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d .gpu-assets/sdist
     mkdir -p .gpu-assets/mistral-tokenizer
     tar -xzf .gpu-assets/sdist/llama_cpp_python-0.3.36.tar.gz -C .gpu-assets/mistral-tokenizer --strip-components=4 \
         llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf
-    python -c 'import sys; sys.path.insert(0, "scripts"); from pathlib import Path; from t4_sim import mistral_tokenizer; mistral_tokenizer(Path(".gpu-assets/mistral-tokenizer"))'
+    python -c 'from pathlib import Path; from scripts.t4_sim import mistral_tokenizer; mistral_tokenizer(Path(".gpu-assets/mistral-tokenizer"))'
     rm -rf .gpu-assets/sdist .gpu-assets/mistral-tokenizer/ggml-vocab-llama-spm.gguf
   fi
   tar -C .gpu-assets -czf .gpu-assets/bundle.tgz tokenizer mistral-tokenizer llama.cpp domain_lengths.json
@@ -129,62 +129,62 @@ for step in "${steps[@]}"; do
       r=${PIPESTATUS[0]}; echo "gpu real-model tests: exit $r"; [ $r -ne 0 ] && rc=$r ;;
     ttq)
       # many small runs side by side (one CPU thread each), then each recipe alone for the time axis
-      OMP_NUM_THREADS=1 python3 scripts/time_to_quality.py sweep --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
+      OMP_NUM_THREADS=1 python3 -m scripts.time_to_quality sweep --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
           --recipes "${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}" --seeds "${TTQ_SEEDS:-1,2,3}" \
           --epochs "${TTQ_EPOCHS:-1,2,3,4.5}" --parallel "${TTQ_PARALLEL:-12}" --deadline "${TTQ_DEADLINE:-330}" 2>&1 | tee "$OUT/ttq.log"
-      [ "${TTQ_TIMING:-1}" = 1 ] && python3 scripts/time_to_quality.py timing --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
+      [ "${TTQ_TIMING:-1}" = 1 ] && python3 -m scripts.time_to_quality timing --out "$OUT/ttq" --work /tmp/ttq --sets "${TTQ_SETS:-invented}" \
           --recipes "${TTQ_TIMING_RECIPES:-${TTQ_RECIPES:-unpacked,packed-2048,packed-1024,packed-2048-lr,packed-plan}}" \
           --epochs "${TTQ_TIMING_EPOCHS:-1}" --deadline "${TTQ_TIMING_DEADLINE:-200}" 2>&1 | tee -a "$OUT/ttq.log"
-      python3 scripts/time_to_quality.py report --out "$OUT/ttq" --plot "$OUT/ttq/time_to_quality.png" 2>&1 | tee -a "$OUT/ttq.log" ;;
+      python3 -m scripts.time_to_quality report --out "$OUT/ttq" --plot "$OUT/ttq/time_to_quality.png" 2>&1 | tee -a "$OUT/ttq.log" ;;
     merge-diag)
-      timeout "${DIAG_TIMEOUT:-600}" python3 scripts/merge_diagnosis.py --out "$OUT" ${DIAG_ARGS:-} 2>&1 | tee -a "$OUT/merge_diag.log"
+      timeout "${DIAG_TIMEOUT:-600}" python3 -m scripts.merge_diagnosis --out "$OUT" ${DIAG_ARGS:-} 2>&1 | tee -a "$OUT/merge_diag.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench)
-      timeout "${BENCH_TIMEOUT:-1800}" python3 scripts/benchmark.py run --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
+      timeout "${BENCH_TIMEOUT:-1800}" python3 -m scripts.benchmark run --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-quick)
-      timeout "${BENCH_TIMEOUT:-600}" python3 scripts/benchmark.py run --out "$OUT" --layers 2 --quick --warmup 2 --measure 3 --deadline 400 --cap-scale 0.5 2>&1 | tee -a "$OUT/benchmark_main.log"
+      timeout "${BENCH_TIMEOUT:-600}" python3 -m scripts.benchmark run --out "$OUT" --layers 2 --quick --warmup 2 --measure 3 --deadline 400 --cap-scale 0.5 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-lean)
-      timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --plan lean --measure 8 --deadline 520 ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
+      timeout "${BENCH_TIMEOUT:-540}" python3 -m scripts.benchmark run --out "$OUT" --plan lean --measure 8 --deadline 520 ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-profile)
-      BENCH_PROFILE_DIR="$OUT" timeout "${BENCH_TIMEOUT:-540}" python3 scripts/benchmark.py run --out "$OUT" --plan profile --measure 6 --deadline 520 2>&1 | tee -a "$OUT/benchmark_main.log"
+      BENCH_PROFILE_DIR="$OUT" timeout "${BENCH_TIMEOUT:-540}" python3 -m scripts.benchmark run --out "$OUT" --plan profile --measure 6 --deadline 520 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     bench-final)
       left=$(( ${CALL_BUDGET:-1800} - SECONDS - 20 ))
       if [ "$left" -lt 100 ]; then echo "bench-final: skipped, ${left} s left"; continue; fi
-      timeout "$left" python3 scripts/benchmark.py run --out "$OUT" --plan final --deadline "$left" 2>&1 | tee -a "$OUT/benchmark_main.log"
+      timeout "$left" python3 -m scripts.benchmark run --out "$OUT" --plan final --deadline "$left" 2>&1 | tee -a "$OUT/benchmark_main.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     accelerate)
       n=$(python3 -c 'import torch; print(max(1, torch.cuda.device_count()))')
       UNSLOTHIFY_TEST_NUM_PROCESSES=$n python3 -m pytest tests/gpu/test_pipeline.py -v -k accelerate -p no:cacheprovider 2>&1 | tee -a "$OUT/gpu_suite.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     t4-build)
-      timeout "${T4_TIMEOUT:-420}" python3 scripts/t4_sim.py build --work /tmp/t4 --tokenizer .gpu-assets/mistral-tokenizer 2>&1 | tee -a "$OUT/t4.log"
+      timeout "${T4_TIMEOUT:-420}" python3 -m scripts.t4_sim build --work /tmp/t4 --tokenizer .gpu-assets/mistral-tokenizer 2>&1 | tee -a "$OUT/t4.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     t4-run|t4-export)
-      timeout "${T4_TIMEOUT:-560}" python3 scripts/t4_sim.py "${step#t4-}" --work /tmp/t4 2>&1 | grep -v 'it/s]\|s/it]' | tee -a "$OUT/t4.log"
+      timeout "${T4_TIMEOUT:-560}" python3 -m scripts.t4_sim "${step#t4-}" --work /tmp/t4 2>&1 | grep -v 'it/s]\|s/it]' | tee -a "$OUT/t4.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       cp /tmp/t4/stages.jsonl "$OUT/t4-stages.jsonl" 2>/dev/null ;;
     measure)
       # `run` as a user runs it, on the embedded model, alone on the card (docs/measurements/gpu-<set>.jsonl)
       for s in ${MEASURE_SETS:-invented domain}; do
-        timeout "${MEASURE_TIMEOUT:-1200}" python3 scripts/measure_run.py --set "$s" --seeds "${MEASURE_SEEDS:-1}" \
+        timeout "${MEASURE_TIMEOUT:-1200}" python3 -m scripts.measure_run --set "$s" --seeds "${MEASURE_SEEDS:-1}" \
             --args "--model embedded" --out "$OUT/gpu-$s.jsonl" 2>&1 | tee -a "$OUT/measure.log"
         r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       done ;;
     agreement)
       for s in ${AGREE_SETS:-invented confirm}; do
         for seed in ${AGREE_SEEDS:-1 2}; do
-          timeout "${AGREE_TIMEOUT:-540}" python3 scripts/probe_agreement.py measure --set "$s" --seed "$seed" \
+          timeout "${AGREE_TIMEOUT:-540}" python3 -m scripts.probe_agreement measure --set "$s" --seed "$seed" \
               --epochs 4.5 --evals-per-epoch 1 --out "$OUT/probe-agreement-gpu.jsonl" 2>&1 | grep -v 'it/s]\|s/it]' \
               | tee -a "$OUT/agreement.log"
           r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
         done
       done ;;
     levers)
-      python3 scripts/levers.py sweep --levers "${LEVERS:-defaults}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
+      python3 -m scripts.levers sweep --levers "${LEVERS:-defaults}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
           --parallel "${LEVER_PARALLEL:-12}" --deadline "${LEVER_DEADLINE:-240}" --grace "${LEVER_GRACE:-240}" \
           --evals-per-epoch "${LEVER_EVALS:-2}" --out "$OUT/levers-gpu.jsonl" --logs /tmp/levers-logs 2>&1 | tee -a "$OUT/levers.log"
       for f in /tmp/levers-logs/*.log; do grep -q '"set"' "$f" || { echo "== $f"; tail -5 "$f"; } ; done >> "$OUT/levers.log" 2>&1 ;;

@@ -2,9 +2,9 @@
 """What teaches the facts: each lever of issue "Teach the facts" trained and scored as `run` would, over
 seeds, on the sets of invented facts and on domain.jsonl, on this machine (CPU or GPU).
 
-    python scripts/levers.py sweep --levers defaults,rephrase2,restate --sets invented-b,domain --seeds 1,2,3
-    python scripts/levers.py sweep ... --parallel 12 --deadline 540   # a GPU runs many small runs at once
-    python scripts/levers.py report                                    # the tables in docs/augmentation.md
+    python -m scripts.levers sweep --levers defaults,rephrase2,restate --sets invented-b,domain --seeds 1,2,3
+    python -m scripts.levers sweep ... --parallel 12 --deadline 540   # a GPU runs many small runs at once
+    python -m scripts.levers report                                    # the tables in docs/augmentation.md
 
 Each run is one `scripts/probe_agreement.py measure` process (the same code as the agreement figures: the
 probes and the held-out questions at every evaluation, then base and tuned on the held-out and retention
@@ -23,37 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+from unslothify.recipes import experiment
+
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ROOT / "docs" / "measurements"
 DOC = ROOT / "docs" / "augmentation.md"
 
-# The default recipe of the model (recipes/smollm2-*.yaml) and the augmentation defaults, plus one change each.
-# Rows measured before rephrasings became 6 (2026-12-03) name their defaults' run rephrase2.
-LEVERS = {
-    "defaults": {},
-    "rephrase2": {"augment": {"rephrasings": 2}},
-    "rephrase6": {"augment": {"rephrasings": 6}},
-    "restate": {"augment": {"restate": True}},
-    "atomic": {"augment": {"atomic": True}},
-    "replay200": {"augment": {"replay": 200}},
-    "lr1e-3": {"learning_rate": 1e-3},
-    "cosine": {"lr_scheduler_type": "cosine"},
-    "all-layers": {"lora_layers": 0},
-    "r64": {"lora_r": 64, "lora_alpha": 64},
-    "attention": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-    "mastery": {"early_stopping_patience": 2, "num_train_epochs": 8},
-    "no-augment": {"augment": {"enabled": False}},
-    "combo": {"augment": {"rephrasings": 6, "restate": True, "atomic": True, "replay": 200}},
-    # the retention term (issue 31): its weight, and with it the levers that trade recall for retention
-    "kl1": {"retention_weight": 1.0},
-    "kl4": {"retention_weight": 4.0},
-    "kl16": {"retention_weight": 16.0},
-    "kl4-replay200": {"retention_weight": 4.0, "augment": {"replay": 200}},
-    "kl16-replay200": {"retention_weight": 16.0, "augment": {"replay": 200}},
-    "kl4-lr1e-3": {"retention_weight": 4.0, "learning_rate": 1e-3},
-    "kl4-r64": {"retention_weight": 4.0, "lora_r": 64, "lora_alpha": 64},
-    "kl4-6ep": {"retention_weight": 4.0, "num_train_epochs": 6},
-}
+# One change each to the model's own recipe: recipes/experiments/levers.yaml.
+LEVERS = experiment("levers")
 EPOCHS = 4.5
 EVALS_PER_EPOCH = 1
 
@@ -85,7 +62,7 @@ def cmd_sweep(args):
             lever, s, seed = jobs.pop(0)
             spec = dict(knobs[lever])
             epochs = spec.pop("num_train_epochs", args.epochs)
-            cmd = [sys.executable, str(ROOT / "scripts" / "probe_agreement.py"), "measure", "--set", s, "--seed", seed,
+            cmd = [sys.executable, "-m", "scripts.probe_agreement", "measure", "--set", s, "--seed", seed,
                    "--epochs", str(epochs), "--evals-per-epoch", str(args.evals_per_epoch), "--knobs",
                    json.dumps(spec), "--out", str(out), "--lever", lever]
             log = open(logs / f"{lever}-{s}-{seed}.log", "w")
@@ -175,7 +152,7 @@ def main():
     s.add_argument("--grace", type=float, default=120, help="kill runs this long after the deadline")
     s.add_argument("--out", default=None)
     s.add_argument("--logs", default="/tmp/levers-logs")
-    r = sub.add_parser("report")
+    sub.add_parser("report")
     args = p.parse_args()
     {"sweep": cmd_sweep, "report": cmd_report}[args.cmd](args)
 

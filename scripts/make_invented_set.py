@@ -2,7 +2,7 @@
 """Write a set of invented facts in the shape of examples/invented, with other names and other facts, from a
 seed: a set to confirm figures on that nobody tuned on (DEVELOPERS.md: tune on one set, confirm on another).
 
-    python scripts/make_invented_set.py --seed 22 --out examples/confirm
+    python -m scripts.make_invented_set --seed 22 --out examples/confirm
 
 Writes OUT/train.jsonl (each fact asked and answered in two phrasings, chat format) and OUT/questions.jsonl
 (the eval contract: one held-out question per fact, worded unlike either training phrasing, plus reverse

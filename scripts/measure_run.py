@@ -3,10 +3,10 @@
 
 Each seed is one `run` in a scratch folder (a copy of the data file, so the augmented file lands there), timed
 by the wall clock from start to its last line, with the machine's load noted. Each finished run appends one
-JSON line to the results file; `python scripts/update_readme.py` renders the table from these files.
+JSON line to the results file; `python -m scripts.update_readme` renders the table from these files.
 
-    python scripts/measure_run.py --set domain --seeds 1,2,3          # make run's data, the defaults
-    python scripts/measure_run.py --set invented --seeds 1,2,3        # the outside set of 40 invented facts
+    python -m scripts.measure_run --set domain --seeds 1,2,3          # make run's data, the defaults
+    python -m scripts.measure_run --set invented --seeds 1,2,3        # the outside set of 40 invented facts
 
 Results: docs/measurements/<machine kind>-<set>.jsonl (machine kind: cpu or gpu).
 """
@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SETS = {
     "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
     "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
@@ -78,7 +77,7 @@ def main():
 
 def error_classes(eval_file: Path, data: Path) -> dict:
     """The misses sorted by scripts/error_analysis.py, counted (the rows are in the run's eval file)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "error_analysis.py"), str(eval_file), "--data",
+    proc = subprocess.run([sys.executable, "-m", "scripts.error_analysis", str(eval_file), "--data",
                            str(data), "--json"], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         return {}

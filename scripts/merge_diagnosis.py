@@ -17,7 +17,7 @@ as max |logit difference| / largest logit over sample prompts:
 and held-out recall of the adapter (as trained and evaluated) and of the merged model run by plain
 transformers in bfloat16 on the GPU. Writes OUT/merge_diag.json and prints a table.
 
-    python scripts/merge_diagnosis.py --out OUT [--bits 4]
+    python -m scripts.merge_diagnosis --out OUT [--bits 4]
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 INVENTED = ROOT / "examples" / "invented"
 
 

@@ -3,9 +3,9 @@
 every evaluation score both the probes (made from the training items) and the held-out questions written by
 hand (eval/questions.jsonl, examples/invented/questions.jsonl), which nothing else in a run ever chooses by.
 
-    python scripts/probe_agreement.py measure --set invented --epochs 4.5 --evals-per-epoch 2 --seed 1
-    python scripts/probe_agreement.py measure --set domain --epochs 3 --evals-per-epoch 2 --seed 1
-    python scripts/probe_agreement.py report          # docs/probes.md and docs/probe_agreement.png
+    python -m scripts.probe_agreement measure --set invented --epochs 4.5 --evals-per-epoch 2 --seed 1
+    python -m scripts.probe_agreement measure --set domain --epochs 3 --evals-per-epoch 2 --seed 1
+    python -m scripts.probe_agreement report          # docs/probes.md and docs/probe_agreement.png
 
 Each evaluation point is a version a user could have saved. The report gives, per set and seed: the points
 (probe recall, held-out recall, probe retention), the rank correlation of probe recall with held-out recall
@@ -20,14 +20,12 @@ import json
 import statistics
 import os
 import shutil
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SETS = {
     "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
     "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
@@ -284,7 +282,7 @@ def cmd_report(args):
     paths = [Path(p) for p in args.results.split(",")] if args.results else [p for p in REPORTED if p.exists()]
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
     lines = ["# Knowledge probes against held-out questions and the general eval", "",
-             "Made by `python scripts/probe_agreement.py report` from "
+             "Made by `python -m scripts.probe_agreement report` from "
              f"{', '.join(f'`{p.relative_to(ROOT)}`' for p in paths)} (raw points). Each row is one training run as "
              "`run` trains it (`scripts/probe_agreement.py measure`). At every evaluation the run scored its probes "
              "and, for this comparison only, the hand-written held-out questions (recall) and `eval/general.jsonl` "

@@ -9,10 +9,10 @@ against a Colab runtime's 12.7 GB of RAM, and the disk written is measured. The 
 pre-quantised in 4-bit as the Hub's -bnb-4bit checkpoints are; the tokenizer is LLaMA's SentencePiece
 vocabulary (Mistral v0.1's) with Mistral's [INST] chat template.
 
-    python scripts/t4_sim.py build --work /tmp/t4      # the 4-bit checkpoint (a few minutes, once)
-    python scripts/t4_sim.py run --work /tmp/t4        # as `run` does: load, replay, train 1 epoch, save, merge + check
-    python scripts/t4_sim.py export --work /tmp/t4     # as notebook 03 does: GGUF q8_0 + check, a chat reply
-    python scripts/t4_sim.py report                    # docs/t4.md from the stage rows
+    python -m scripts.t4_sim build --work /tmp/t4      # the 4-bit checkpoint (a few minutes, once)
+    python -m scripts.t4_sim run --work /tmp/t4        # as `run` does: load, replay, train 1 epoch, save, merge + check
+    python -m scripts.t4_sim export --work /tmp/t4     # as notebook 03 does: GGUF q8_0 + check, a chat reply
+    python -m scripts.t4_sim report                    # docs/t4.md from the stage rows
 
 The stages may run in separate device calls (a call is at most 10 minutes): `build` and `run` in one, `export`
 in the next while the machine is warm (it keeps /tmp). `scripts/gpu_check.sh t4-run t4-export` runs them.
@@ -26,14 +26,12 @@ import json
 import os
 import resource
 import shutil
-import sys
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DOC = ROOT / "docs" / "t4.md"
 RESULTS = ROOT / "docs" / "measurements" / "t4-stages.jsonl"
 MEASUREMENTS_NOTES = ROOT / "docs" / "measurements" / "t4-notes.md"  # what the runs show; written by hand
@@ -389,7 +387,7 @@ def cmd_report(args):
     for r in rows:  # each stage from the latest run that reached it
         latest[r["stage"]] = r
     lines = ["# The free Colab T4, simulated", "",
-             f"Made by `python scripts/t4_sim.py report` from `{_shown(Path(args.results))}`: the default "
+             f"Made by `python -m scripts.t4_sim report` from `{_shown(Path(args.results))}`: the default "
              f"Mistral 7B recipe (recipes/mistral-7b-qlora.yaml) end to end on {machine}, {dates[-1]}, under a T4's "
              f"limits (scripts/t4_sim.py says how: {T4_GPU_GIB:g} GiB of GPU memory for every process of the run, "
              f"bf16 off, RSS against {T4_RAM_GB} GB of RAM, a Mistral-7B-shaped model with random weights saved in "

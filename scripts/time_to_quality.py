@@ -7,12 +7,12 @@ questions (forward and reverse where the set has kinds) and retention on eval/ge
 is one JSON line in DIR/results.jsonl, so an interrupted sweep keeps what it measured.
 
     # one run
-    python scripts/time_to_quality.py run --set invented --recipe packed-2048 --seed 1 --epochs 1,2,3,4.5 --out DIR
+    python -m scripts.time_to_quality run --set invented --recipe packed-2048 --seed 1 --epochs 1,2,3,4.5 --out DIR
     # many, in parallel processes (a GPU has room for ~10 small ones), then solo timings of each recipe
-    python scripts/time_to_quality.py sweep --sets invented --recipes unpacked,packed-2048 --seeds 1,2,3 --out DIR
-    python scripts/time_to_quality.py timing --sets invented --recipes unpacked,packed-2048 --out DIR
+    python -m scripts.time_to_quality sweep --sets invented --recipes unpacked,packed-2048 --seeds 1,2,3 --out DIR
+    python -m scripts.time_to_quality timing --sets invented --recipes unpacked,packed-2048 --out DIR
     # the table (markdown) and the figure
-    python scripts/time_to_quality.py report --out DIR --plot docs/time_to_quality.png
+    python -m scripts.time_to_quality report --out DIR --plot docs/time_to_quality.png
 
 Time: runs that share a machine slow each other, so the time axis of the report is rebuilt from the solo
 timings: setup (model load, prepare, augment) + epochs x the recipe's solo seconds per epoch. Runs on one
@@ -35,26 +35,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from unslothify.recipes import experiment
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SETS = {
     "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
     "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
 }
-# Recipes: config knobs on top of the model's own defaults (for the embedded model, its recipe: lr 2e-3,
-# r 32, batch 8, rows of 256 tokens). "lr_scale" multiplies the learning rate by sqrt(items per step / 8),
-# the items an update sees compared with the unpacked recipe's 8; "plan" takes rows and row length from
-# packing_plan below. Packing only applies on a GPU.
-RECIPES = {
-    "unpacked": {"packing": False},
-    "packed-2048": {"packing": True, "per_device_train_batch_size": 8, "max_seq_length": 256},
-    "packed-1024": {"packing": True, "per_device_train_batch_size": 4, "max_seq_length": 256},
-    "packed-512": {"packing": True, "per_device_train_batch_size": 2, "max_seq_length": 256},
-    "packed-2048-lr": {"packing": True, "per_device_train_batch_size": 8, "max_seq_length": 256, "lr_scale": True},
-    "packed-1024-lr": {"packing": True, "per_device_train_batch_size": 4, "max_seq_length": 256, "lr_scale": True},
-    "packed-plan": {"packing": True, "plan": {"tokens_per_step": 2048, "min_updates_per_epoch": 32}},
-}
+# Knobs on top of the model's own recipe, and the experiment's lr_scale and plan: recipes/experiments/time-to-quality.yaml.
+RECIPES = experiment("time-to-quality")
 
 
 def machine() -> str:
@@ -215,7 +205,7 @@ def _launch(jobs: list[list[str]], parallel: int, deadline: float, log_dir: Path
                             (job[job.index("--recipe") + 1:job.index("--recipe") + 2] if "--recipe" in job else ["base"])
                             + (job[job.index("--seed") + 1:job.index("--seed") + 2] if "--seed" in job else []))
             log = open(log_dir / f"{name}.log", "w")
-            running.append((subprocess.Popen([sys.executable, __file__, *job], stdout=log, stderr=subprocess.STDOUT),
+            running.append((subprocess.Popen([sys.executable, "-m", "scripts.time_to_quality", *job], stdout=log, stderr=subprocess.STDOUT),
                             name))
         for proc, name in list(running):
             if proc.poll() is not None:

@@ -1,8 +1,8 @@
 """Regenerates the generated sections of the README and the docs pages (knob table, bad-input table, Colab
 badges, the measured table) from the code and the measurement files.
 
-    python scripts/update_readme.py          # rewrite README.md and docs/*.md where a section is out of date
-    python scripts/update_readme.py --check  # exit 1 if any is out of date (tests use this)
+    python -m scripts.update_readme          # rewrite README.md and docs/*.md where a section is out of date
+    python -m scripts.update_readme --check  # exit 1 if any is out of date (tests use this)
 """
 
 import dataclasses
@@ -14,7 +14,6 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 
 
@@ -43,7 +42,7 @@ def knob_table() -> str:
 
 
 def bad_input_table() -> str:
-    import bad_input_report
+    from scripts import bad_input_report
 
     out = io.StringIO()
     with redirect_stdout(out):
@@ -99,8 +98,7 @@ def measured_table() -> str:
 
 def t4_line() -> str:
     """The projected T4 time of each stage the T4 simulation measured (docs/t4.md, scripts/t4_sim.py)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from t4_sim import RATIOS, RESULTS, STAGE_BOUND
+    from scripts.t4_sim import RATIOS, RESULTS, STAGE_BOUND
 
     latest = {}
     for line in RESULTS.read_text().splitlines():

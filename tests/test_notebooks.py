@@ -119,10 +119,7 @@ def test_notebook_series(project):
 
 
 def test_notebooks_are_stored_without_outputs_and_match_their_source():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from build_notebooks import build
+    from scripts.build_notebooks import build
 
     for name, text in build().items():
         stored = (NOTEBOOKS / name).read_text(encoding="utf-8")

@@ -14,5 +14,5 @@ def test_readme_names_the_two_commands_and_ci_calls_the_test_one():
 
 
 def test_readme_generated_sections_are_current():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "update_readme.py"), "--check"])
-    assert proc.returncode == 0, "run: python scripts/update_readme.py"
+    proc = subprocess.run([sys.executable, "-m", "scripts.update_readme", "--check"], cwd=ROOT)
+    assert proc.returncode == 0, "run: python -m scripts.update_readme"

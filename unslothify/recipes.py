@@ -24,6 +24,12 @@ BASE_KEY = "base"  # a recipe's first line may name the recipe it builds on
 _LINE = re.compile(r"^(?P<key>[a-z_0-9]+):\s*(?P<value>[^#]*?)\s*(?:#\s*(?P<why>.*))?$")
 
 
+def experiment(name: str) -> dict:
+    """recipes/experiments/<name>.yaml: the named recipes a measurement script compares (benchmark,
+    time-to-quality, levers), each a mapping the script reads."""
+    return yaml.safe_load((RECIPES_DIR / "experiments" / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+
+
 def path_of(name: str) -> Path:
     """recipes/<name>.yaml, or a YAML file's own path."""
     p = Path(name)
