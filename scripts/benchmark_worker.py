@@ -316,8 +316,8 @@ def run_plain(model, tok, ds, recipe, spec):
     trainer.add_callback(timer)
     steps_per_epoch = _steps_per_epoch(trainer)
     res = _measure(trainer, counter, timer, spec, len(ds) / steps_per_epoch,
-                   {"optim": str(args.optim), "gradient_checkpointing": True, "load_in_4bit": True,
-                    "per_device_train_batch_size": args.per_device_train_batch_size,
+                   {"optim": str(args.optim), "gradient_checkpointing": args.gradient_checkpointing,
+                    "load_in_4bit": spec["load_in_4bit"], "per_device_train_batch_size": args.per_device_train_batch_size,
                     "gradient_accumulation_steps": args.gradient_accumulation_steps, "steps_per_epoch": steps_per_epoch})
     del trainer
     return res

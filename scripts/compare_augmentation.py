@@ -32,32 +32,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from unslothify.recipes import experiment
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SETS = {
     "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
     "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
 }
-OFF = {"enabled": False}
-ONLY = {"enabled": True, "rephrasings": 0, "statements": False, "reverse": False, "replay": 0}
-CONFIGS = {
-    "none": OFF,
-    "rephrase": {**ONLY, "rephrasings": 2},
-    "rephrase4": {**ONLY, "rephrasings": 4},
-    "rephrase-model": {**ONLY, "rephrasings": 2, "rephrase_with": "model"},
-    "statement": {**ONLY, "statements": True},
-    "reverse": {**ONLY, "reverse": True},
-    "replay": {**ONLY, "replay": 40},
-    "all": {"enabled": True, "rephrasings": 2, "statements": True, "reverse": True, "replay": 40},
-    "all-replay80": {"enabled": True, "rephrasings": 2, "statements": True, "reverse": True, "replay": 80},
-    "all-replay160": {"enabled": True, "rephrasings": 2, "statements": True, "reverse": True, "replay": 160},
-    "all-replay240": {"enabled": True, "rephrasings": 2, "statements": True, "reverse": True, "replay": 240},
-    "all-replay320": {"enabled": True, "rephrasings": 2, "statements": True, "reverse": True, "replay": 320},
-    "all-noreplay": {"enabled": True, "rephrasings": 2, "statements": True, "reverse": True, "replay": 0},
-    "all-r4": {"enabled": True, "rephrasings": 4, "statements": True, "reverse": True, "replay": 40},
-    "rephrase-statement": {**ONLY, "rephrasings": 2, "statements": True},
-    "default": None,  # whatever AugmentConfig's defaults are now
-}
+# The variants compared: recipes/experiments/augmentation.yaml.
+CONFIGS = experiment("augmentation")
 DEFAULT_RESULTS = ROOT / "runs" / "compare_augmentation" / "results.jsonl"
 
 

@@ -154,9 +154,9 @@ def family_questions(name: str, question: str, answer: str, terms: list[str], rn
     from unslothify.data.augment.checks import FUNCTION_WORDS, WORD
 
     if name == "frames":  # the probe frames around the question
-        return F._framed(question, rng)
+        return F.framed(question, rng)
     if name == "lexical":  # a lead-phrase swap and every word swap the tables know, no frame
-        return [x for x in [F._lexical(question)] if x]
+        return [x for x in [F.lexical_rewording(question)] if x]
     if name == "keyword":  # the question's names and content words, and what kind of answer it wants
         words = [w for w in WORD.findall(question) if w.lower() not in FUNCTION_WORDS and w.lower() not in E.AUXILIARIES]
         return [f"{_wh(question)}? Quick facts: {', '.join(words)}."] if words else []

@@ -130,3 +130,21 @@ def test_notebooks_are_stored_without_outputs_and_match_their_source():
                 assert cell.outputs == [] and cell.execution_count is None, name
         assert nb.cells[0].cell_type == "markdown"
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), name
+
+
+def test_a_user_error_shows_as_its_message_and_other_errors_as_tracebacks():
+    """In a kernel, bad data shows what is wrong and where, not a traceback through the package; a bug in the
+    package still shows its traceback."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from unslothify.ui.notebook import show_errors_as_messages\n"
+                                          "show_errors_as_messages()"),
+                nbformat.v4.new_code_cell("from unslothify.data.items import read_jsonl_items\n"
+                                          f"read_jsonl_items({str(ROOT / 'README.md')!r})"),
+                nbformat.v4.new_code_cell("from unslothify.runs import format_table\nformat_table([{'a': 1}, {}])")]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    (user,), (bug,) = nb.cells[1].outputs, nb.cells[2].outputs
+    assert user.output_type == "error" and user.ename == "DataError" and "README.md, line 1" in user.evalue
+    assert len(user.traceback) == 2 and "%tb" in user.traceback[0], "the message alone, and how to see the rest"
+    assert bug.output_type == "error" and bug.ename == "KeyError" and len(bug.traceback) > 2, "a bug keeps its trace"

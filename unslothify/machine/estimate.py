@@ -132,7 +132,7 @@ def stage_counts(cfg, data, export: bool) -> dict:
             "probes": (len(prepared.probes), RETENTION_PROBES) if prepared.objective == "knowledge" else (0, 0)}
 
 
-def epochs_within_cap(cfg, epochs: float, timing: dict, counts: dict) -> float | None:
+def epochs_that_fit(cfg, epochs: float, timing: dict, counts: dict) -> float | None:
     """The share of `epochs` that fits max_train_minutes on this machine (planned at 90 % of the cap, which
     counts the evaluations inside the call too), or None when they all fit or there is no cap."""
     budget = 0.9 * 60 * cfg.max_train_minutes
@@ -149,7 +149,21 @@ def fit_time(ft, cfg, export: bool, progress=print, elapsed: float = 0.0) -> flo
     already spent (loading, preparing, augmenting), with the epochs the time cap leaves. Returns those epochs."""
     data = ft.training_data(cfg)  # tokenised once: the training call reuses them
     counts = stage_counts(cfg, data, export)
-    epochs = ft.epochs_within_cap(cfg, cfg.num_train_epochs, say=False)
+    epochs = epochs_within_cap(ft, cfg, cfg.num_train_epochs, say=False) or cfg.num_train_epochs
     stages = plan(cfg, ft.timing(cfg), **counts, epochs=epochs)
     progress(describe_plan(cfg, stages, len(counts["train_lengths"]), ft.model_path, elapsed, epochs))
     return epochs
+
+
+def epochs_within_cap(session, cfg, epochs: float, say: bool = True) -> float | None:
+    """The share of `epochs` a training call of `session` (train/session.FineTune) can train within
+    max_train_minutes on this machine (None: all fit, or no cap), said up front: the progress bar then counts
+    the steps the call will take, and the cap still stops a call that runs long."""
+    if not cfg.max_train_minutes:
+        return None
+    fit = epochs_that_fit(cfg, epochs, session.timing(cfg), stage_counts(cfg, session.training_data(cfg), False))
+    if fit is not None and say:
+        session.progress(f"Training {fit:g} of the {epochs:g} epochs asked: that many fit the max_train_minutes = "
+                         f"{cfg.max_train_minutes:g} cap on this machine (the panel's max train minutes, or "
+                         f"--max-train-minutes; 0 for no cap).")
+    return fit

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..config import Config, from_dict, replace, save_config
 from ..fsutil import atomic_dir, atomic_write_json
+from ..machine.estimate import epochs_within_cap
 from ..runs import Run, Version, best_version
 from . import interrupts
 from .args import Call, check_trackers, sft_args, tracker_env
@@ -112,7 +113,7 @@ class FineTune:
         # 2. Data: the prepared split and its augmented records, tokenised (again only when they changed).
         data = self.training_data(cfg)
         if resume_from is None:
-            epochs = self.epochs_within_cap(cfg, epochs) or epochs
+            epochs = epochs_within_cap(self, cfg, epochs) or epochs
         # 3. SFTConfig: the knobs as they are, and this call's facts (epochs, first step, seed, version name).
         call = Call.of(cfg, epochs, self.cumulative_steps, has_eval=data.validation is not None,
                        probed=data.probed, run_name=self.run.next_version_path().name)
@@ -174,20 +175,6 @@ class FineTune:
             self.timings[key] = measure(self.model, self.tokenizer, data.train["input_ids"],
                                         cfg.per_device_train_batch_size)
         return self.timings[key]
-
-    def epochs_within_cap(self, cfg: Config, epochs: float, say: bool = True) -> float | None:
-        """The share of `epochs` that fits max_train_minutes on this machine (None: all fit, or no cap), said up
-        front (the progress bar then counts the steps the call will take; the cap still stops a long call)."""
-        from ..machine.estimate import epochs_within_cap, stage_counts
-
-        if not cfg.max_train_minutes:
-            return None
-        fit = epochs_within_cap(cfg, epochs, self.timing(cfg), stage_counts(cfg, self.training_data(cfg), False))
-        if fit is not None and say:
-            self.progress(f"Training {fit:g} of the {epochs:g} epochs asked: that many fit the max_train_minutes = "
-                          f"{cfg.max_train_minutes:g} cap on this machine (the panel's max train minutes, or "
-                          f"--max-train-minutes; 0 for no cap).")
-        return fit
 
     def probe_for(self, cfg: Config, data: TrainingData):
         """Under the knowledge objective, what each evaluation scores: model -> probe recall and retention

@@ -45,11 +45,9 @@ def show_errors_as_messages():
         return
 
     def as_message(shell, etype, value, tb, tb_offset=None):
-        # IPython ignores what a custom handler returns: it shows the error itself, as an error output (the
-        # cell fails and Run All stops there, as for any error)
-        stb = [f"\x1b[1;31m{etype.__name__}\x1b[0m: {value}", "(%tb shows where it came from.)"]
-        shell._showtraceback(etype, value, stb)
-        return stb
+        # The exception alone, through IPython's own call, which adds that `%tb` prints the whole traceback: the
+        # cell fails with an error output (Run All stops there, as for any error).
+        shell.showtraceback((etype, value, tb), exception_only=True)
 
     shell.set_custom_exc(user_errors(), as_message)
 

@@ -31,7 +31,7 @@ _PROBE_WORD_SWAPS = {
 }
 
 
-def _lexical(q: str) -> str | None:
+def lexical_rewording(q: str) -> str | None:
     """Every word the tables can swap, swapped at once (probe-only synonyms first), after a lead-phrase swap:
     the same question in other words, as a person asking it anew would put it. None when nothing changes."""
     out = q
@@ -86,18 +86,18 @@ def answer_side(answer: str, terms: list[str]) -> str | None:
 
 def probe_rewordings(question: str, rng: random.Random, answer: str = "", terms: list[str] | None = None) -> list[str]:
     """Wordings of one fact for a knowledge probe, best first: asked from the answer's side (answer_side, where
-    the answer and its key terms are given), then the lexical rewording of the question (_lexical), then the
+    the answer and its key terms are given), then the lexical rewording of the question (lexical_rewording), then the
     probe frames (frames training never uses) around it, each with a probe-only word swap where the question
     has one. Unchecked: the caller checks them against the data (checks.check_question)."""
     q = question.strip()
     if not q or not is_english(q):
         return []
     side = answer_side(answer, terms) if answer and terms else None
-    lexical = _lexical(q)
-    return [x for x in (side, lexical) if x] + _framed(q, rng)
+    lexical = lexical_rewording(q)
+    return [x for x in (side, lexical) if x] + framed(q, rng)
 
 
-def _framed(q: str, rng: random.Random) -> list[str]:
+def framed(q: str, rng: random.Random) -> list[str]:
     """The probe frames around the question (as an embedded clause where the rules can make one)."""
     swapped = []
     toks = q.split(" ")
