@@ -179,8 +179,8 @@ NOTEBOOKS = {
            "when it contains an expected keyword as a whole word). This file only scores: nothing in training "
            "chose by it, so the figure is an honest estimate of what the model knows; `general` is retention on "
            "`general_questions`."),
-        code("from unslothify.score.questions import base_vs_tuned\n\n"
-             "summary, details = base_vs_tuned(model, tokenizer, cfg, version_name=chosen.name)\nsummary"),
+        code("from unslothify.score.questions import score_version\n\n"
+             "summary, details = score_version(model, tokenizer, cfg, chosen)\nsummary"),
         md("The answers side by side."),
         code("from unslothify.ui.notebook import comparison_rows, table\n\ntable(comparison_rows(details[\"recall\"]))"),
         md("Recall as a chart."),

@@ -102,7 +102,7 @@ def measure_run(set_name: str, knobs: dict, seed: int, epochs: float, evals_per_
         ft.probe_for = with_heldout
         version = ft.train()
         for_inference(ft.model)
-        summary, _ = base_vs_tuned(ft.model, ft.tokenizer, cfg, lambda *_: None, version.name)
+        summary, _ = base_vs_tuned(ft.model, ft.tokenizer, cfg, lambda *_: None, version.name, ft.model_path)
         points = [h for h in version.history() if "probe_recall" in h]
         assert len(points) == len(heldout), (len(points), len(heldout))
         return {"set": set_name, "seed": seed, "model": cfg.model, "machine": machine(), "gpu": has_cuda(),

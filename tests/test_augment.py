@@ -287,16 +287,32 @@ def test_statement_is_trained_on_all_of_its_text(tokenizer):
 # The shipped general sets
 # ----------------------------------------------------------------------------------------------------------
 
-def test_general_sets_are_separate():
+def test_general_sets_are_separate(embedded_cfg, tokenizer):
+    """Replay never teaches what retention is scored on: no replay prompt rewords a retention question (the
+    general eval's or the retention probes' candidates), and no replay row the embedded model trains on (its
+    answers are shipped) states one's fact."""
+    from unslothify.data.augment.kinds.replay import leak, retention_questions
+    from unslothify.model.base_answers import SHIPPED, answers_key
+    from unslothify.model.choice import resolve_model
     from unslothify.score.questions import load_questions
 
     general = load_questions(ROOT / "eval" / "general.jsonl")
     candidates = {q.question for q in load_questions(ROOT / "eval" / "general_candidates.jsonl")}
     assert len(general) >= 30 and {q.question for q in general} <= candidates
-    prompts = load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl")
-    assert len(prompts) >= 40
-    retention = {norm_question(q.question) for q in general}
-    assert not [p for _, p in prompts if norm_question(p) in retention]
+    prompts = [p for _, p in load_replay_prompts(ROOT / "eval" / "general_prompts.jsonl")]
+    assert len(prompts) >= 400, "replay covers the world, not only what retention asks"
+    questions = retention_questions(embedded_cfg)
+    assert len(questions) == len(general) + 104
+    path, _ = resolve_model(embedded_cfg)
+    shipped = json.loads((SHIPPED / f"{answers_key(embedded_cfg, tokenizer, path, 64)}.json").read_text())["answers"]
+    assert set(prompts) <= set(shipped), "the embedded model's replay answers are shipped: make run asks none"
+    leaks = [(p, leak(p, shipped[p], questions)) for p in prompts]
+    taught = [(p, q) for p, q in leaks if q]
+    assert not [p for p, q in taught if leak(p, "", questions)], "no prompt rewords a retention question"
+    assert len(taught) <= 0.15 * len(prompts), "replay refuses the rows that state a retention fact, a few"
+    # the test can fail: a prompt that asks a retention question in other words is caught
+    assert leak("Tell me the capital city of France.", "", questions) == "What is the capital of France?"
+    assert leak("Name a big city.", "Paris is the capital of France.", questions) == "What is the capital of France?"
 
 
 def test_replay_prompts_that_are_retention_questions_are_refused(tmp_path):

@@ -47,6 +47,8 @@ def test_plan_sizes_each_stage():
     # call of up to 24 new tokens for them and the 32 retention probes, 72 rows sized as 1.8 calls of 40
     assert stages["probes"] == pytest.approx((1 + 2 * 1.8) * 0.05 * 24)
     assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.5 * 0.05 * 64), "base and tuned, half the cap"
+    kept = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, base_asked=0)
+    assert kept["scoring"] == pytest.approx((2 + 1) * 0.5 * 0.05 * 64), "the base's answers kept: tuned alone"
     assert stages["export"] == 30.0
     packed = plan(replace(cfg, max_seq_length=400), timing, lengths, 32, 16, False, packed=True)
     assert packed["steps"] == 6, "4000 tokens in rows of 400, 4 rows a step: 3 steps an epoch"

@@ -241,7 +241,7 @@ def _chat(cfg, args) -> int:
 
 
 def _eval(cfg, args) -> int:
-    from .score.questions import base_vs_tuned, score_file
+    from .score.questions import score_file, score_version
     from .model.load import load_for_inference
     from .runs import Run
 
@@ -252,7 +252,7 @@ def _eval(cfg, args) -> int:
         return 0
     v = Run(cfg.output_dir).version(args.version or "best")
     model, tokenizer, _ = load_for_inference(str(v.path), cfg)
-    summary, _ = base_vs_tuned(model, tokenizer, cfg, version_name=v.name)
+    summary, _ = score_version(model, tokenizer, cfg, v)
     print(json.dumps({"version": v.name, **summary}), flush=True)
     return 0
 

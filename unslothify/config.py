@@ -92,6 +92,11 @@ class Config:
                            overfit="higher alpha means larger updates: raises overfitting", step=1, group="lora", panel=True)
     lora_dropout: float = knob(0.0, "Dropout on the LoRA path.", 0.0, 0.5,
                                overfit="higher dropout lowers overfitting", step=0.01, group="lora", panel=True)
+    adapter_scale: float = knob(1.0, "The adapter's weight when a version is used (scores, chat, exports): below 1 "
+                                "moves the model back towards the base (WiSE-FT), keeping more of what it knew and "
+                                "less of what it learnt. Training is not changed.", 0.0, 1.0, step=0.05,
+                                overfit="lower undoes some of what training did, the memorised wording first",
+                                group="lora")
     target_modules: list = knob(ALL_LINEAR, "Modules that get LoRA adapters.", group="lora")
     lora_layers: int = knob(0, "Adapt only the top N transformer layers (0: all). The backward pass stops below "
                             "them: faster steps, and the layers below keep what they knew.", 0, 1000, step=1,
@@ -123,6 +128,10 @@ class Config:
     max_train_minutes: float = knob(0.0, "Cap on a training call's time (0: no cap): each call times this machine "
                                     "first, plans the epochs that fit, and stops at the cap if it runs long. The "
                                     "notebooks set none unless you do.", 0.0, 10000, step=1, panel=True)
+    cap_shortens: str = knob("epochs", "What max_train_minutes shortens when the epochs asked do not fit: 'epochs' "
+                             "trains every item fewer times; 'facts' (objective knowledge) trains as many facts as fit "
+                             "all the epochs asked, so that what it trains is learnt, and says how long the rest "
+                             "would take on this machine.", choices=("epochs", "facts"))
     seed: int = knob(3407, "Seed for the split, LoRA init and data order.", 0, 2**31 - 1, step=1)
     packing: bool = knob(False, "Padding-free packing of whole items into rows of max_seq_length tokens, "
                          "per_device_train_batch_size rows per step (GPU only; ~15x faster per epoch than padding "

@@ -11,34 +11,31 @@ from .config import Config, recipe_of
 
 
 def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
-    """Each stage says when it starts and how long the run has taken. A merged export that fails its check
-    leaves the adapter version as it is: the summary says so (merge_check.ok false) and scoring still runs."""
+    """Each stage says when it starts and how long the run has taken; the summary keeps each stage's seconds
+    beside what the estimate said of it. A merged export that fails its check leaves the adapter version as it
+    is: the summary says so (merge_check.ok false) and scoring still runs."""
     from .data.augment import augment
-    from .score.questions import base_vs_tuned
-    from .export.stage import ExportError, export_merged
-    from .model.load import for_inference
     from .data.prepare import prepare
     from .machine.device import machine
     from .machine.estimate import fit_time
+    from .model.load import for_inference, use_adapter_scale
+    from .score.questions import score_version
     from .train.session import FineTune
 
-    t0 = time.perf_counter()
-    stages = 5 if export else 4
-
-    def stage(i, text):
-        progress(f"\n[{i}/{stages}] {text} ({time.perf_counter() - t0:.0f} s so far)")
-
+    clock = StageClock(5 if export else 4, progress)
     recipe, why = recipe_of(cfg)
     progress(f"Recipe: {recipe or 'none'} ({why}); config.yaml and flags override it.")
-    stage(1, f"Preparing {cfg.data}")
+    clock.start("preparing", f"Preparing {cfg.data}")
     prepared = prepare(cfg, progress=progress)
     ft = FineTune.start(cfg, progress=progress)  # loaded once: it also writes the replay answers (its adapter is 0)
     progress(f"Running on {machine()} with {ft.model_path}; the time it will take follows once the data is "
              f"augmented.")
-    stage(2, "Augmenting the training split" if cfg.augment.enabled else "Augmentation off (augment.enabled: false)")
+    clock.start("augmenting", "Augmenting the training split" if cfg.augment.enabled else
+                "Augmentation off (augment.enabled: false)")
     augmented = augment(cfg, prepared, progress, ft.model, ft.tokenizer).report if cfg.augment.enabled else None
-    fit_time(ft, cfg, export, progress, elapsed=time.perf_counter() - t0)  # what the rest will take, measured
-    stage(3, "Training")
+    clock.start("estimating", None)
+    _, expected = fit_time(ft, cfg, export, progress, elapsed=clock.elapsed())  # what the rest will take, measured
+    clock.start("training", "Training")
     version = ft.train(cfg)
     summary: dict = {"version": version.name, "run": str(ft.run.root), "objective": version.manifest["objective"]}
     if version.manifest.get("final_probe_recall") is not None:  # what steered; the eval file below only scores
@@ -47,21 +44,55 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     if augmented is not None:
         summary["augmented"] = {**augmented["added"], "rejected": augmented["rejected_total"],
                                 "seconds": augmented["seconds"]}
+    use_adapter_scale(ft.model, cfg.adapter_scale)  # the version as it is used from here on (training is over)
     if export:
-        stage(4, "Exporting the merged 16-bit model")
-        try:
-            merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress,
-                                             version=version)
-            summary["merged"] = str(merged_dir)
-            summary["merge_check"] = check.as_dict()
-        except ExportError as e:
-            progress(f"{e}\nThe adapter version {version.name} is saved and usable as it is: chat with it, score it, "
-                     f"or export the adapter alone (python -m unslothify export --version {version.name.lstrip('v')} "
-                     f"--formats adapter).")
-            summary["merged"] = None
-            summary["merge_check"] = getattr(e, "check", None) or {"ok": False, "error": str(e).splitlines()[0]}
-    stage(stages, "Scoring base and tuned model")
+        clock.start("export", "Exporting the merged 16-bit model")
+        summary.update(_export(ft, version, progress))
+    clock.start("scoring", "Scoring base and tuned model")
     for_inference(ft.model)
-    summary.update(base_vs_tuned(ft.model, ft.tokenizer, cfg, progress, version.name)[0])
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary.update(score_version(ft.model, ft.tokenizer, cfg, version, progress)[0])
+    clock.stop()
+    summary["seconds"] = round(clock.elapsed(), 1)
+    summary["stage_seconds"] = clock.seconds
+    summary["expected_seconds"] = {k: round(v, 1) for k, v in expected.items() if k != "steps"}
     return summary
+
+
+def _export(ft, version, progress) -> dict:
+    from .export.stage import ExportError, export_merged
+
+    try:
+        merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress,
+                                         version=version)
+        return {"merged": str(merged_dir), "merge_check": check.as_dict()}
+    except ExportError as e:
+        progress(f"{e}\nThe adapter version {version.name} is saved and usable as it is: chat with it, score it, "
+                 f"or export the adapter alone (python -m unslothify export --version {version.name.lstrip('v')} "
+                 f"--formats adapter).")
+        return {"merged": None,
+                "merge_check": getattr(e, "check", None) or {"ok": False, "error": str(e).splitlines()[0]}}
+
+
+class StageClock:
+    """The run's stages: each says when it starts (numbered, with the time so far), and its seconds are kept."""
+
+    def __init__(self, numbered: int, progress=print):
+        self.numbered, self.progress = numbered, progress
+        self.t0 = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.current, self.since, self.number = None, self.t0, 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def start(self, name: str, text: str | None):
+        self.stop()
+        self.current, self.since = name, time.perf_counter()
+        if text is not None:
+            self.number += 1
+            self.progress(f"\n[{self.number}/{self.numbered}] {text} ({self.elapsed():.0f} s so far)")
+
+    def stop(self):
+        if self.current is not None:
+            self.seconds[self.current] = round(time.perf_counter() - self.since, 1)
+            self.current = None

@@ -171,12 +171,15 @@ def key_terms(question: str, answer: str, doc_freq: Counter, n_docs: int, lower_
     return terms[: 2 * most]
 
 
-def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> list[tuple[Question, Item]]:
+def build_probes(items: list[Item], cfg, existing: set[str] | None = None,
+                 among: set[int] | None = None) -> list[tuple[Question, Item]]:
     """Up to cfg.probes (Question, validation Item) pairs, one per sampled training item (items whose key
     terms are numbers or names first): the probe question in the probe family with the item's key terms as
     expected strings, and as Item the probe question with
     the item's own answer (its loss is the validation loss of the knowledge objective). Deterministic for the
-    items, the seed and cfg.probes; `existing` (normalised questions of the data) are never used as probes."""
+    items, the seed and cfg.probes; `existing` (normalised questions of the data) are never used as probes.
+    `among`: the source lines of the items a run trains when it trains some of them (the key terms are still
+    those of the whole data)."""
     from .augment.probe_family import answer_side, probe_rewordings
 
     chat = [i for i in items if single_turn(i)]
@@ -189,7 +192,7 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None) -> li
     for item in chat:
         q, a = user_text(item), answer_text(item)
         terms = key_terms(q, a, doc_freq, len(answers), lower_vocab)
-        if terms:
+        if terms and (among is None or (item.source_line or item.line) in among):
             candidates.append((item, q, a, terms))
     # Numbers and names say unambiguously whether an answer holds the fact; a rare word can turn up in a wrong
     # answer too. So items whose key terms are numbers or names come first, rare words fill the rest.

@@ -30,15 +30,25 @@ def merged_size_bytes(model) -> int:
     return 2 * sum(p.numel() * (2 if hasattr(p, "quant_state") else 1) for p in base.parameters())
 
 
-def export_adapter(version_dir: str | Path, out_dir: str | Path) -> Path:
-    """A copy of the version folder, with a model card."""
+def export_adapter(version_dir: str | Path, out_dir: str | Path, scale: float = 1.0) -> Path:
+    """A copy of the version folder, with a model card; at an adapter_scale below 1 its lora_B weights carry the
+    scale, so that PEFT loads the adapter as it is used here."""
     version_dir, out_dir = Path(version_dir), Path(out_dir)
     with atomic_dir(out_dir, overwrite=True) as tmp:
         for f in version_dir.iterdir():
             if f.is_file():
                 shutil.copy2(f, tmp / f.name)
+        if scale != 1.0:
+            _scale_adapter_file(tmp / "adapter_model.safetensors", scale)
         write_card(tmp, card_info(version_dir.parent, version_dir.name), "adapter", model_ref=str(out_dir))
     return out_dir
+
+
+def _scale_adapter_file(path: Path, scale: float):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    save_file({k: v * scale if "lora_B" in k else v for k, v in tensors.items()}, path, metadata={"format": "pt"})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -206,7 +216,7 @@ def export_all(model, tokenizer, version, cfg, formats=FORMATS, gguf_type: str =
             progress(f"Skipping GGUF: {e}")
             formats.remove("gguf")
     if "adapter" in formats:
-        results["adapter"] = export_adapter(version.path, out / "adapter")
+        results["adapter"] = export_adapter(version.path, out / "adapter", cfg.adapter_scale)
         progress(f"Adapter {version.name} -> {results['adapter']}")
     if "merged" in formats or "gguf" in formats:
         results["merged"], results["merge_check"] = export_merged(model, tokenizer, out / "merged", progress=progress,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 
 from .device import has_cuda, machine
 from ..score.probes import PROBE_MAX_NEW_TOKENS, RETENTION_PROBES
 
-GENERATION_BATCH = 16  # chat.answer_batch's default
 
 
 def padded_tokens(lengths: list[int], batch: int, grouped: bool, seed: int = 0) -> int:
@@ -31,38 +31,84 @@ def padded_tokens(lengths: list[int], batch: int, grouped: bool, seed: int = 0) 
     return sum(batch * max(order[i:i + batch]) for i in range(0, len(order), batch))
 
 
-def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
-    """Seconds for one forward + backward pass of a batch of median-length rows (per padded token), and
-    for one greedy decoding step of a generation batch."""
+TIMED_STEPS = 4  # timed after two warm-up steps
+
+
+def measure(cfg, model, tokenizer, train_dataset) -> dict:
+    """What this machine takes per padded token of a training step and per greedy decoding step. The training
+    figure comes from the call's own trainer (TRL's collator, forward, backward, optimizer, logging) run for a
+    few steps on the call's own rows at learning rate 0, so the weights do not move: the first two steps pay
+    one-off costs (kernels chosen, memory mapped: on 2 CPU cores 1.8x and 2.7x a steady step) and are not
+    counted. Timing the model's forward and backward alone read 1.6x fast on a slow 2-core machine (the
+    optimizer, the collator and the per-step logging it left out), and on a GPU, where a small model's step
+    costs the same whatever its rows, it left out most of the step."""
+    return {**_train_step_seconds(cfg, model, tokenizer, train_dataset), **_decode_step_seconds(model, tokenizer)}
+
+
+def _train_step_seconds(cfg, model, tokenizer, train_dataset) -> dict:
+    import tempfile
+
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import SFTTrainer
+
+    from ..model.load import for_training
+    from ..train.args import Call, sft_args
+    from .device import has_cuda
+
+    import datasets
+
+    datasets.disable_progress_bars()  # TRL's dataset preparation, which the training call says itself
+    sync = __import__("torch").cuda.synchronize if has_cuda() else (lambda: None)
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.seconds, self.started = [], None
+
+        def on_step_begin(self, args, state, control, **kw):
+            sync()
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            sync()
+            self.seconds.append(time.perf_counter() - self.started)
+
+    tokens = []
+
+    def counting(collate):
+        def collate_and_count(examples):
+            batch = collate(examples)
+            tokens.append(batch["input_ids"].numel())
+            return batch
+        return collate_and_count
+
+    timer = Timer()
+    with tempfile.TemporaryDirectory() as out:
+        args = sft_args(cfg, Call.of(cfg, 1.0, has_eval=False, output_dir=out))
+        args.learning_rate, args.warmup_steps, args.max_steps = 0.0, 0, 2 + TIMED_STEPS
+        args.report_to, args.disable_tqdm = [], True
+        for_training(model)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                             callbacks=[timer])
+        trainer.remove_callback(PrinterCallback)  # logs each step as a real call does, but prints none of it
+        trainer.data_collator = counting(trainer.data_collator)
+        trainer.train()
+    per_step = timer.seconds[2:]
+    counted = tokens[2:2 + len(per_step)]
+    return {"train_seconds_per_token": sum(per_step) / max(1, sum(counted)),
+            "train_seconds_per_step": sum(per_step) / max(1, len(per_step))}
+
+
+def _decode_step_seconds(model, tokenizer) -> dict:
     import torch
 
-    from ..model.generate import inference_mode
+    from ..model.generate import generation_batch, inference_mode
     from ..model.load import for_inference, for_training
 
     device = next(model.parameters()).device
-    median = sorted(map(len, rows))[len(rows) // 2]
-    for_training(model)
-    model.train()
-    per_token = []
-    rng = random.Random(0)
-    # The first two passes pay one-off costs (on 2 CPU cores 1.8x and 2.7x a steady pass: kernels chosen, memory
-    # mapped); the fastest of the next three is the steady state, which a training step of the same rows matched
-    # (0.0016 s a token on 2 cores, against 0.0028 when the second pass was counted).
-    for i in range(5):
-        picked = rng.sample(list(rows), min(batch, len(rows)))
-        ids = torch.tensor([list(r[:median]) + [tokenizer.pad_token_id] * (median - len(r[:median])) for r in picked],
-                           device=device)
-        started = time.perf_counter()
-        model(input_ids=ids, labels=ids).loss.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:
-            per_token.append((time.perf_counter() - started) / ids.numel())
-    model.zero_grad(set_to_none=True)
-    train_per_token = min(per_token)
-    for_inference(model)
-    prompt = torch.tensor([rows[0][:32]] * GENERATION_BATCH, device=device)
+    prompt = torch.full((generation_batch(), 32), tokenizer.eos_token_id or 0, device=device)
+    prompt[:, ::3] = tokenizer.pad_token_id or 0
     new = 8
+    for_inference(model)
     with inference_mode(model):
         model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=2, do_sample=False,
                        pad_token_id=tokenizer.pad_token_id)
@@ -71,14 +117,17 @@ def measure(model, tokenizer, rows: list[list[int]], batch: int) -> dict:
                        min_new_tokens=new, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         decode_step = (time.perf_counter() - started) / new
     for_training(model)
-    return {"train_seconds_per_token": train_per_token, "decode_step_seconds": decode_step}
+    return {"decode_step_seconds": decode_step}
 
 
 def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
-         probes: tuple[int, int] = (0, 0), packed: bool | None = None, epochs: float | None = None) -> dict:
+         probes: tuple[int, int] = (0, 0), packed: bool | None = None, epochs: float | None = None,
+         base_asked: int | None = None) -> dict:
     """Seconds per stage: training, the probes at its evaluations (probes: the knowledge and the retention
-    probes asked at each one), the merged export, base and tuned scoring. packed: whether steps are packed rows
-    (default: as training will run here, sft_config.packed)."""
+    probes asked at each one), the merged export, scoring (the tuned model's answers to both files, and the base
+    model's to the base_asked questions it has no kept answers for; default all). packed: whether steps are packed
+    rows (default: as training will run here, train/args.packed)."""
+    from ..model.generate import generation_batch
     from ..train.args import packed as packs
 
     packed = packs(cfg) if packed is None else packed
@@ -90,7 +139,7 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     # a batch of greedy answers: most stop at their end-of-turn token well before the cap; measured on 2 CPU
     # cores, the eval sets' answers took 0.45 of the time of running every one to max_new_tokens
     per_generation = 0.5 * timing["decode_step_seconds"] * cfg.max_new_tokens
-    batches = lambda n: math.ceil(n / GENERATION_BATCH)  # noqa: E731
+    batches = lambda n: math.ceil(n / generation_batch())  # noqa: E731
     evaluations = math.ceil(epochs * cfg.evals_per_epoch)  # and one before training, below
     # One generate call per evaluation for the knowledge and retention probes together, each about as long as a
     # decoding batch of 16 per 40 rows (2 CPU cores: 3 calls of up to 40 probes took 9.5 s, against 8.0 s so
@@ -103,7 +152,9 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
         "training": epochs * tokens * timing["train_seconds_per_token"],
         "probes": (calls(knowledge) + evaluations * calls(knowledge + retention)) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
-        "scoring": 2 * (batches(eval_questions) + batches(general_questions)) * per_generation,
+        "scoring": (batches(eval_questions) + batches(general_questions)
+                    + (batches(eval_questions) + batches(general_questions) if base_asked is None
+                       else batches(base_asked))) * per_generation,
     }
 
 
@@ -120,16 +171,21 @@ def describe_plan(cfg, stages: dict, items: int, model_name: str, elapsed: float
             f"Measured just now on this machine; the progress bar below keeps the estimate current.")
 
 
-def stage_counts(cfg, data, export: bool) -> dict:
-    """The counts plan() sizes the stages by, for a training call on `data` (train/inputs.TrainingData)."""
+def stage_counts(cfg, data, export: bool, session=None) -> dict:
+    """The counts plan() sizes the stages by, for a training call on `data` (train/inputs.TrainingData); with the
+    session, the base model's answers it has kept are not counted as asked."""
+    from ..model.base_answers import missing_base_answers
     from ..score.questions import load_questions
 
+    questions = [q.question for path in (cfg.eval_questions, cfg.general_questions) if path and Path(path).exists()
+                 for q in load_questions(path)]
     general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
-    prepared = data.prepared
+    asked = (missing_base_answers(questions, cfg, session.tokenizer, session.model_path) if session is not None
+             else None)
     return {"train_lengths": [len(r) for r in data.train["input_ids"]],
-            "eval_questions": len(load_questions(cfg.eval_questions)), "general_questions": general,
-            "export": export,
-            "probes": (len(prepared.probes), RETENTION_PROBES) if prepared.objective == "knowledge" else (0, 0)}
+            "eval_questions": len(questions) - general, "general_questions": general, "export": export,
+            "probes": (len(data.probes), RETENTION_PROBES) if data.prepared.objective == "knowledge" else (0, 0),
+            "base_asked": asked}
 
 
 def epochs_that_fit(cfg, epochs: float, timing: dict, counts: dict) -> float | None:
@@ -143,27 +199,74 @@ def epochs_that_fit(cfg, epochs: float, timing: dict, counts: dict) -> float | N
     return max(0.1, int(10 * epochs * budget / in_call) / 10)
 
 
-def fit_time(ft, cfg, export: bool, progress=print, elapsed: float = 0.0) -> float:
-    """Say what the rest of the run will take, timed on this machine (a forward and backward pass and a
-    generation step over the training rows as they will be trained): the stages left, after `elapsed` seconds
-    already spent (loading, preparing, augmenting), with the epochs the time cap leaves. Returns those epochs."""
-    data = ft.training_data(cfg)  # tokenised once: the training call reuses them
-    counts = stage_counts(cfg, data, export)
-    epochs = epochs_within_cap(ft, cfg, cfg.num_train_epochs, say=False) or cfg.num_train_epochs
+def fit_time(ft, cfg, export: bool, progress=print, elapsed: float = 0.0) -> tuple[float, dict]:
+    """Say what the rest of the run will take, timed on this machine (a few training steps and a generation step
+    over the rows as they will be trained): the stages left, after `elapsed` seconds already spent (loading,
+    preparing, augmenting), with what the time cap leaves to train. Returns the epochs and the seconds expected
+    of each stage; the data is tokenised here once, and the training call reuses it."""
+    epochs, facts = time_plan(ft, cfg, cfg.num_train_epochs)
+    counts = stage_counts(cfg, ft.training_data(cfg, facts), export, ft)
     stages = plan(cfg, ft.timing(cfg), **counts, epochs=epochs)
     progress(describe_plan(cfg, stages, len(counts["train_lengths"]), ft.model_path, elapsed, epochs))
-    return epochs
+    return epochs, stages
 
 
-def epochs_within_cap(session, cfg, epochs: float, say: bool = True) -> float | None:
-    """The share of `epochs` a training call of `session` (train/session.FineTune) can train within
-    max_train_minutes on this machine (None: all fit, or no cap), said up front: the progress bar then counts
-    the steps the call will take, and the cap still stops a call that runs long."""
+def time_plan(session, cfg, epochs: float, say: bool = True) -> tuple[float, list[int] | None]:
+    """(epochs, facts) a training call of `session` (train/session.FineTune) trains within max_train_minutes on
+    this machine: all of it (facts None); every item for fewer epochs (cap_shortens: epochs); or, under the
+    knowledge objective, the facts that fit all the epochs asked (cap_shortens: facts: their source lines),
+    said up front. The progress bar then counts the steps the call will take; the cap still stops a call that
+    runs long."""
     if not cfg.max_train_minutes:
-        return None
-    fit = epochs_that_fit(cfg, epochs, session.timing(cfg), stage_counts(cfg, session.training_data(cfg), False))
-    if fit is not None and say:
-        session.progress(f"Training {fit:g} of the {epochs:g} epochs asked: that many fit the max_train_minutes = "
-                         f"{cfg.max_train_minutes:g} cap on this machine (the panel's max train minutes, or "
-                         f"--max-train-minutes; 0 for no cap).")
-    return fit
+        return epochs, None
+    data, timing = session.training_data(cfg), session.timing(cfg)
+    fit = epochs_that_fit(cfg, epochs, timing, stage_counts(cfg, data, False))
+    if fit is None:
+        return epochs, None
+    if cfg.cap_shortens == "facts" and data.prepared.objective == "knowledge":
+        facts, note = facts_that_fit(cfg, epochs, timing, data)
+        plan_of_call = (epochs, facts)
+    else:
+        note = (f"Training {fit:g} of the {epochs:g} epochs asked: that many fit the max_train_minutes = "
+                f"{cfg.max_train_minutes:g} cap on this machine (the panel's max train minutes, or "
+                f"--max-train-minutes; 0 for no cap).")
+        plan_of_call = (fit, None)
+    if say and note not in session.said:
+        session.said.add(note)
+        session.progress(note)
+    return plan_of_call
+
+
+def facts_that_fit(cfg, epochs: float, timing: dict, data) -> tuple[list[int], str]:
+    """(source lines, what to say): the most facts, in a seeded order, whose training rows (with their
+    rewordings, and every replay row) fit `epochs` within max_train_minutes, planned as epochs_that_fit does."""
+    budget = 0.9 * 60 * cfg.max_train_minutes
+    order = [i.source_line or i.line for i in data.prepared.train]
+    random.Random(f"{cfg.seed}:facts").shuffle(order)
+
+    from ..train.inputs import replay_share
+
+    replay = [t for _, kind, t in data.row_facts if kind == "replay"]
+    fact_rows = [(line, t) for line, kind, t in data.row_facts if kind != "replay"]
+
+    def seconds(n: int) -> float:
+        chosen = set(order[:n])
+        lengths = [t for line, t in fact_rows if line in chosen]
+        lengths += replay[:replay_share(len(replay), len(lengths), len(fact_rows))]
+        stages = plan(cfg, timing, lengths or [1], 0, 0, False, (min(cfg.probes, n), RETENTION_PROBES), epochs=epochs)
+        return stages["training"] + stages["probes"]
+
+    lo, hi = 1, len(order)
+    while lo < hi:  # the largest n that fits (at least one): seconds(n) grows with n
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if seconds(mid) <= budget else (lo, mid - 1)
+    rest = seconds(len(order))
+    note = (f"This machine learns about {lo} of the {len(order)} facts in {cfg.max_train_minutes:g} minutes "
+            f"({epochs:g} passes each, with their rewordings): training those, and scoring the held-out questions "
+            f"about them. The other {len(order) - lo} need a GPU, or max_train_minutes 0 (all {len(order)} would "
+            f"take about {_duration(rest)} of training here).")
+    return sorted(order[:lo]), note
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 5400 else f"{seconds / 60:.0f} minutes"

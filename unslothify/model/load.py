@@ -120,14 +120,15 @@ def load_version(cfg: "Config", adapter_dir: str | Path, progress=print):
 
 def load_for_inference(spec: str, cfg: "Config", progress=print):
     """(model, tokenizer, description) for 'embedded', 'auto', a hub id, a merged/model folder, an adapter
-    version folder (runs/x/v003), or a run folder (its best version)."""
+    version folder (runs/x/v003: weighed by adapter_scale), or a run folder (its best version)."""
     path = Path(spec)
     if path.is_dir() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
         if Run(path).versions():
             return load_for_inference(str(Run(path).version("best").path), cfg, progress)
     if (path / "adapter_config.json").exists():
         model, tokenizer, base = load_version(cfg, path, progress)
-        return for_inference(model), tokenizer, f"{base} + adapter {path}"
+        scaled = f" at scale {cfg.adapter_scale:g}" if cfg.adapter_scale != 1.0 else ""
+        return for_inference(use_adapter_scale(model, cfg.adapter_scale)), tokenizer, f"{base} + adapter {path}{scaled}"
     if spec in (EMBEDDED, AUTO):
         model, tokenizer, name = load_base(dataclasses.replace(cfg, model=spec), progress)
         return for_inference(model), tokenizer, name
@@ -146,4 +147,18 @@ def for_training(model):
     from unsloth import FastLanguageModel
 
     FastLanguageModel.for_training(model)
+    return model
+
+
+def use_adapter_scale(model, scale: float):
+    """Weigh the adapter by `scale` from now on, in place (W + scale x B A: WiSE-FT for LoRA): a version made
+    ready for use, never a model that trains on. 1 leaves it as trained."""
+    import torch
+
+    if scale == 1.0:
+        return model
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(scale)
     return model

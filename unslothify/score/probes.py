@@ -13,6 +13,7 @@ from ..fsutil import atomic_write_text, sha256_file
 from ..runs import Run
 from ..data.probes import read_probes, write_probes
 from ..fsutil import PROJECT_DIR
+from ..model.base_answers import model_key
 
 
 RETENTION_CANDIDATES = PROJECT_DIR / "eval" / "retention_candidates.jsonl"
@@ -56,19 +57,12 @@ def _answer(model, tokenizer, questions: list[Question], cfg, desc: str | None =
                         batch_size=batch_size, desc=desc)
 
 
-def _model_key(model_name: str) -> str:
-    """The model's name in a cache key: the embedded model's folder name, not its path on this machine."""
-    from ..model.embedded import is_embedded
-
-    return Path(model_name).name if is_embedded(model_name) else model_name
-
-
 def filter_key(cfg, tokenizer, model_name: str) -> str:
     """What the retention filter depends on: the model, the candidates, the prompt, how answers are asked for
     (probe and eval lengths) and the device kind (CPU and GPU arithmetic differ in the last bits)."""
     from ..machine.device import has_cuda
 
-    return hashlib.sha256(json.dumps([FILTER_VERSION, _model_key(model_name), sha256_file(RETENTION_CANDIDATES),
+    return hashlib.sha256(json.dumps([FILTER_VERSION, model_key(model_name), sha256_file(RETENTION_CANDIDATES),
                                       cfg.system_prompt, min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
                                       cfg.max_new_tokens, "cuda" if has_cuda() else "cpu",
                                       tokenizer.chat_template or ""], sort_keys=True).encode()).hexdigest()[:16]
@@ -169,7 +163,7 @@ def _base_recall(model, tokenizer, knowledge: list[Question], cfg, base_key: str
 
     path = None
     if base_key:
-        digest = hashlib.sha256(json.dumps([_model_key(base_key), [(q.question, q.expected) for q in knowledge],
+        digest = hashlib.sha256(json.dumps([model_key(base_key), [(q.question, q.expected) for q in knowledge],
                                             cfg.system_prompt, min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
                                             tokenizer.chat_template or ""], sort_keys=True).encode()).hexdigest()[:16]
         path = cache_dir() / "probes" / f"base-recall-{digest}.json"

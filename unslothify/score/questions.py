@@ -68,7 +68,7 @@ def score(questions: list[Question], answers: list[str]) -> dict:
 
 
 def evaluate(model, tokenizer, questions: list[Question], max_new_tokens: int = 64, system_prompt: str = "",
-             batch_size: int = 16, progress=None, desc: str | None = None) -> tuple[dict, list[str]]:
+             batch_size: int | None = None, progress=None, desc: str | None = None) -> tuple[dict, list[str]]:
     from ..model.generate import answer_batch
 
     answers = answer_batch(model, tokenizer, [q.question for q in questions], max_new_tokens=max_new_tokens,
@@ -89,21 +89,25 @@ def score_file(model, tokenizer, cfg, path: str | Path, label: str, progress=pri
     return result, rows
 
 
-def base_vs_tuned(model, tokenizer, cfg, progress=print, version_name: str = "") -> tuple[dict, dict]:
-    """Score the adapter on and off (same weights, same batches) on the held-out and general sets.
+def base_vs_tuned(model, tokenizer, cfg, progress=print, version_name: str = "", model_name: str | None = None,
+                  trained_lines: list[int] | None = None) -> tuple[dict, dict]:
+    """Score the adapter on and off (same weights) on the held-out and general sets. The base model's answers
+    are asked once per model and kept (model/base_answers.py, shipped for the embedded model); model_name (the
+    base model's name or path) names them, else they are asked here with the adapter off.
 
     Returns (summary, details): the summary's base_/tuned_ recall (per kind where the file has kinds) and
-    general retention, and per set the questions with both answers. Both are also kept in the run folder
-    (eval/<version>.json)."""
+    general retention, and per set the questions with both answers. With trained_lines (a run that trained a
+    slice of the facts, the source lines of those it trained) the summary adds the recall on the held-out
+    questions about them (questions_about). Both are also kept in the run folder (eval/<version>.json)."""
     summary: dict = {}
     details: dict = {}
     sets = [("recall", cfg.eval_questions)]
     if cfg.general_questions and Path(cfg.general_questions).exists():
         sets.append(("general", cfg.general_questions))
     for key, path in sets:
+        questions = load_questions(path)
         tuned, tuned_rows = score_file(model, tokenizer, cfg, path, f"tuned {version_name}".strip(), progress)
-        with model.disable_adapter():
-            base, base_rows = score_file(model, tokenizer, cfg, path, "base", progress)
+        base, base_rows = _base_scores(model, tokenizer, cfg, questions, path, model_name, progress)
         summary[f"base_{key}"] = base["recall"]
         summary[f"tuned_{key}"] = tuned["recall"]
         if key == "recall":
@@ -112,6 +116,8 @@ def base_vs_tuned(model, tokenizer, cfg, progress=print, version_name: str = "")
                 if k.endswith("_recall") and k != "recall":
                     summary[f"tuned_{k}"] = v
                     summary[f"base_{k}"] = base[k]
+            if trained_lines is not None:
+                summary.update(trained_facts_recall(cfg, questions, tuned["hits"], trained_lines))
         else:
             summary["n_general"] = tuned["n"]
             # Retention question by question: of the general questions the base answers, the share the tuned
@@ -123,3 +129,63 @@ def base_vs_tuned(model, tokenizer, cfg, progress=print, version_name: str = "")
     atomic_write_json(Run(cfg.output_dir).root / "eval" / f"{version_name or 'latest'}.json",
                       {"summary": summary, "details": details})
     return summary, details
+
+
+def score_version(model, tokenizer, cfg, version, progress=print) -> tuple[dict, dict]:
+    """base_vs_tuned for a saved version (model: its adapter on its base): the base model's kept answers by the
+    base the version names, and the facts it trained where it trained a slice of them."""
+    m = version.manifest
+    return base_vs_tuned(model, tokenizer, cfg, progress, version.name, m.get("base_model_path"),
+                         m.get("trained_facts"))
+
+
+def _base_scores(model, tokenizer, cfg, questions: list[Question], path, model_name: str | None, progress):
+    """(score, rows) of the base model on an eval file: its kept answers, or asked now with the adapter off."""
+    from ..model.base_answers import base_answers
+    from ..model.generate import answer_batch
+
+    def ask(texts: list[str]) -> list[str]:
+        with model.disable_adapter():
+            return answer_batch(model, tokenizer, texts, max_new_tokens=cfg.max_new_tokens,
+                                system_prompt=cfg.system_prompt, desc=f"base: {Path(path).name}")
+
+    texts = [q.question for q in questions]
+    answers = base_answers(texts, cfg, tokenizer, model_name, ask, progress=progress) if model_name else ask(texts)
+    result = score(questions, answers)
+    progress(f"base: recall {result['recall']:.3f} on {result['n']} questions from {path}.")
+    rows = [{"question": q.question, "expected": q.expected, "kind": q.kind, "answer": a, "recalled": h}
+            for q, a, h in zip(questions, answers, result["hits"])]
+    return result, rows
+
+
+def trained_facts_recall(cfg, questions: list[Question], hits: list[bool], trained_lines: list[int]) -> dict:
+    """Recall on the held-out questions about the facts a run trained (a slice of them: a time plan of
+    `facts`), with how many there are."""
+    from ..data.items import items_from_records
+
+    split = Run(cfg.output_dir).prepared / "train.jsonl"  # the prepared training split, with its source lines
+    about = questions_about(questions, items_from_records([r for _, r in read_jsonl(split)], str(split)))
+    trained = set(trained_lines)
+    mine = [h for q, h in zip(questions, hits) if about.get(id(q), set()) & trained]
+    return {"trained_facts": len(trained), "trained_facts_n": len(mine),
+            "trained_facts_recall": round(sum(mine) / len(mine), 4) if mine else None}
+
+
+def questions_about(questions: list[Question], items) -> dict[int, set[int]]:
+    """{id(question): source lines of the items it asks about}: the items whose answer holds one of its
+    expected strings and shares the most content words with it (at least two). Eval files name no items; this
+    is how a run that trained some of the facts finds the questions about them."""
+    from ..data.augment.checks import FUNCTION_WORDS, WORD, answer_text, user_text
+
+    def words(text: str) -> set[str]:
+        return {w.lower() for w in WORD.findall(text or "") if w.lower() not in FUNCTION_WORDS and len(w) > 3}
+
+    facts = [(i.source_line or i.line, words(user_text(i)) | words(answer_text(i)), answer_text(i) or "")
+             for i in items]
+    out = {}
+    for q in questions:
+        asked = words(q.question)
+        overlap = [(len(asked & w), line) for line, w, answer in facts if is_recalled(answer, q.expected)]
+        best = max((n for n, _ in overlap), default=0)
+        out[id(q)] = {line for n, line in overlap if n == best and n >= 2}
+    return out

@@ -53,7 +53,8 @@ def stop_on_interrupt(progress=print):
     return stop, catching()
 
 
-def keep_checkpoint(trainer, run: Run, cfg, epochs: float, parent: str | None, history_before: list[dict]) -> str:
+def keep_checkpoint(trainer, run: Run, cfg, epochs: float, parent: str | None, history_before: list[dict],
+                    facts: list[int] | None = None) -> str:
     """Record the checkpoint Trainer wrote when the call stopped on an interrupt (adapter, optimizer,
     scheduler, RNG, step) in interrupted.json, dropping older ones; returns the line that says where it is and
     how to continue."""
@@ -64,7 +65,7 @@ def keep_checkpoint(trainer, run: Run, cfg, epochs: float, parent: str | None, h
             shutil.rmtree(old, ignore_errors=True)
     atomic_write_json(run.checkpoints / "interrupted.json", {
         "checkpoint": str(checkpoint), "step": step, "max_steps": trainer.state.max_steps, "epochs": epochs,
-        "config": config_dict(cfg), "parent": parent, "history_before": history_before,
+        "config": config_dict(cfg), "parent": parent, "history_before": history_before, "facts": facts,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return (f"Interrupted at step {step} of {trainer.state.max_steps}. Kept a resumable checkpoint in {checkpoint}; "
             f"earlier versions are untouched. Continue with train(resume=True) (CLI: train --resume).")

@@ -53,8 +53,10 @@ def version_manifest(session, cfg, call, record, data, epochs_before: float) -> 
         "final_train_loss": train_losses[-1] if train_losses else None,
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "objective": prepared.objective,
-        "probe_items": len(prepared.probes),
-        "retention_probes": session.retention_probe_count,
+        "probe_items": len(data.probes),
+        "trained_facts": data.trained_lines,  # the facts' source lines where the call trained some of them
+        "data_facts": len(prepared.train),
+        "retention_probes": len(session.retention_probes or []),
         "retention_weight": cfg.retention_weight,
         "base_probe_recall": probed[0]["probe_recall"] if probed and probed[0]["step"] == 0 else None,
         "final_probe_recall": probed[-1]["probe_recall"] if probed else None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..config import Config, from_dict, replace, save_config
 from ..fsutil import atomic_dir, atomic_write_json
-from ..machine.estimate import epochs_within_cap
+from ..machine.estimate import time_plan
 from ..runs import Run, Version, best_version
 from . import interrupts
 from .args import Call, check_trackers, sft_args, tracker_env
@@ -46,6 +46,7 @@ class FineTune:
         self.inputs = TrainingInputs(tokenizer, progress)  # the tokenised data, kept while the config matches
         self.retention_probes = None  # the general questions the base answers, filtered once per session
         self.timings: dict = {}  # what a step costs on this machine, per training data (machine/estimate.py)
+        self.said: set[str] = set()  # plans said already (run says its plan with the time estimate)
         if note := interrupts.announcement(self.run):
             progress(note)
 
@@ -78,10 +79,6 @@ class FineTune:
     def cumulative_epochs(self) -> float:
         return max((h["epoch"] for h in self.history), default=0.0)
 
-    @property
-    def retention_probe_count(self) -> int:
-        return len(self.retention_probes or [])
-
     def best_version_name(self) -> str | None:
         versions = self.run.versions()
         return best_version(versions).name if versions else None
@@ -97,9 +94,10 @@ class FineTune:
                 knobs["target_modules"] = sorted(peft.target_modules)
         return knobs
 
-    def training_data(self, cfg: Config | None = None) -> TrainingData:
-        """The data a call with cfg trains on (train/inputs.py: made again only when the config behind it changed)."""
-        return self.inputs.for_config(cfg or self.cfg)
+    def training_data(self, cfg: Config | None = None, facts: list[int] | None = None) -> TrainingData:
+        """The data a call with cfg trains on (train/inputs.py: made again only when the config behind it changed),
+        of the facts on those source lines where given."""
+        return self.inputs.for_config(cfg or self.cfg, facts)
 
     # --- one training call, step by step ------------------------------------------------------------------
     def train(self, cfg: Config | None = None, more_epochs: float | None = None, resume: bool = False) -> Version | None:
@@ -109,11 +107,13 @@ class FineTune:
         from ..model.load import for_training
 
         # 1. The call: its config as given (the adapter's own knobs kept), its epochs, or the call it finishes.
-        cfg, epochs, resume_from = self._call_of(cfg, more_epochs, resume)
-        # 2. Data: the prepared split and its augmented records, tokenised (again only when they changed).
-        data = self.training_data(cfg)
+        cfg, epochs, resume_from, resume_facts = self._call_of(cfg, more_epochs, resume)
+        # 2. Data: the prepared split and its augmented records, tokenised (again only when they changed), of the
+        #    facts that fit the time cap where it shortens the facts (machine/estimate.time_plan).
+        facts = resume_facts
         if resume_from is None:
-            epochs = epochs_within_cap(self, cfg, epochs) or epochs
+            epochs, facts = time_plan(self, cfg, epochs)
+        data = self.training_data(cfg, facts)
         # 3. SFTConfig: the knobs as they are, and this call's facts (epochs, first step, seed, version name).
         call = Call.of(cfg, epochs, self.cumulative_steps, has_eval=data.validation is not None,
                        probed=data.probed, run_name=self.run.next_version_path().name)
@@ -127,7 +127,7 @@ class FineTune:
         self.model, self.last_trainer, self.cfg = record.model, record.trainer, cfg
         if record.interrupted:
             self.progress(interrupts.keep_checkpoint(record.trainer, self.run, cfg, epochs, self.parent,
-                                                     watch.history_before))
+                                                     watch.history_before, data.trained_lines))
             return None
         # 5. Save the version: adapter, tokenizer, history, the config and facts of the call, its manifest.
         epochs_before = self.cumulative_epochs
@@ -135,7 +135,7 @@ class FineTune:
         return self.save_version(cfg, call, record, data, epochs_before)
 
     def _call_of(self, cfg: Config | None, more_epochs: float | None, resume: bool):
-        """(config, epochs, checkpoint to resume from or None) of this call."""
+        """(config, epochs, checkpoint to resume from or None, the facts it trained or None) of this call."""
         import datasets as hf_datasets
 
         hf_datasets.disable_progress_bars()
@@ -153,7 +153,9 @@ class FineTune:
         if Run(cfg.output_dir).root != self.run.root:
             self.run = Run(cfg.output_dir)
         epochs = more_epochs if more_epochs is not None else cfg.num_train_epochs
-        return cfg, float(epochs), interrupted["checkpoint"] if resume else None
+        if resume:
+            return cfg, float(epochs), interrupted["checkpoint"], interrupted.get("facts")
+        return cfg, float(epochs), None, None
 
     def _with_adapter_knobs(self, cfg: Config) -> Config:
         """cfg, with the loaded adapter's own knobs where it asks for others (named: they apply to a new one)."""
@@ -170,10 +172,10 @@ class FineTune:
         from ..machine.estimate import measure
 
         data = self.training_data(cfg)
-        key = repr(self.inputs.made_from)
+        key = repr([cfg.per_device_train_batch_size, cfg.max_seq_length, cfg.packing, cfg.gradient_checkpointing,
+                    self.inputs.made_from])
         if key not in self.timings:
-            self.timings[key] = measure(self.model, self.tokenizer, data.train["input_ids"],
-                                        cfg.per_device_train_batch_size)
+            self.timings[key] = measure(cfg, self.model, self.tokenizer, data.train)
         return self.timings[key]
 
     def probe_for(self, cfg: Config, data: TrainingData):
@@ -185,7 +187,7 @@ class FineTune:
             return None
         if self.retention_probes is None:
             self.retention_probes = retention_probes(self.model, self.tokenizer, cfg, self.model_path, self.progress)
-        knowledge, retention = data.prepared.probes, self.retention_probes
+        knowledge, retention = data.probes, self.retention_probes
         return lambda model, at_base=False: measure(model, self.tokenizer, knowledge, retention, cfg, at_base,
                                                      base_key=self.model_path)
 

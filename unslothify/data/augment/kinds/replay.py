@@ -1,18 +1,19 @@
 """replay: the base model's own greedy answers to general prompts, generated before training and mixed into
-the training split, so the tuned model keeps what it knew. A prompt that repeats a retention question
-(`general_questions`) is refused: it would be trained on and then scored."""
+the training split, so the tuned model keeps what it knew. A row that rewords a retention question
+(`general_questions`, and the retention probes' candidates) or states its fact is refused: it would be taught,
+then scored as kept."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from ...items import DataError, Item, read_jsonl
-from ....fsutil import sha256_file
+from ....fsutil import PROJECT_DIR, sha256_file
 from ....knobs import knob
-from ..checks import WORD, norm_question
+from ....score.questions import is_recalled
+from ...items import DataError, Item, read_jsonl
+from ..checks import FUNCTION_WORDS, WORD, norm_question
 from . import Kind
-from ....fsutil import PROJECT_DIR
 
 DEFAULT_PROMPTS = "eval/general_prompts.jsonl"
 
@@ -48,48 +49,93 @@ def complete_sentences(text: str) -> str:
 def inputs(cfg) -> dict:
     """What replay records depend on besides the split: the generating model and its settings, the files."""
     from ....model.choice import resolve_model_name
+    from ....score.probes import RETENTION_CANDIDATES
 
     g = Path(cfg.general_questions) if cfg.general_questions else None
     p = prompts_path(cfg)
     return {"model": resolve_model_name(cfg.model)[0], "max_new_tokens": cfg.max_new_tokens,
             "system_prompt": cfg.system_prompt, "replay_prompts_sha256": sha256_file(p) if p.exists() else None,
-            "general_questions_sha256": sha256_file(g) if g and g.exists() else None}
+            "general_questions_sha256": sha256_file(g) if g and g.exists() else None,
+            "retention_candidates_sha256": sha256_file(RETENTION_CANDIDATES)}
+
+
+def retention_questions(cfg) -> list:
+    """The questions retention is measured on: the general eval file and the retention probes' candidates."""
+    from ....score.probes import RETENTION_CANDIDATES
+    from ....score.questions import load_questions
+
+    files = [Path(cfg.general_questions)] if cfg.general_questions else []
+    return [q for f in [*files, RETENTION_CANDIDATES] if f.exists() for q in load_questions(f)]
+
+
+def _content(text: str) -> set[str]:
+    return {w.lower() for w in WORD.findall(text) if len(w) >= 4 and w.lower() not in FUNCTION_WORDS}
+
+
+def leak(prompt: str, answer: str, questions: list) -> str | None:
+    """The retention question a replay row would teach, or None: a prompt that rewords it (most of its content
+    words), or a row that states its fact (one of its expected strings beside one of its content words). Trained
+    on, such a row would be scored as kept knowledge when it is taught knowledge."""
+    text = f"{prompt} {answer}"
+    said = _content(text)
+    for q in questions:
+        asked = _content(q.question)
+        reworded = bool(asked) and len(asked & _content(prompt)) >= 0.6 * len(asked)
+        if reworded or norm_question(prompt) == norm_question(q.question):
+            return q.question
+        if asked & said and is_recalled(text, q.expected):
+            return q.question
+    return None
 
 
 def run(ctx) -> None:
     cfg = ctx.cfg
     path = prompts_path(cfg)
-    general = set()
-    if cfg.general_questions and Path(cfg.general_questions).exists():
-        from ....score.questions import load_questions
-
-        general = {norm_question(q.question) for q in load_questions(cfg.general_questions)}
+    questions = retention_questions(cfg)
     usable = []
     for number, p in load_prompts(path):
-        if norm_question(p) in general:
+        if leak(p, "", questions):
             ctx.rejects.add("replay", "leak", p)  # a retention question must not be trained on
         elif norm_question(p) in ctx.existing:
             ctx.rejects.add("replay", "copy", p)
         else:
             usable.append((number, p))
-    usable = usable[:cfg.augment.replay]
-    if len(usable) < cfg.augment.replay:
-        ctx.progress(f"Note: replay asks for {cfg.augment.replay} prompts; {path} has {len(usable)} usable.")
-    if not usable:
+    if not usable or not cfg.augment.replay:
         return
+    from ....model.base_answers import base_answers
+    from ....model.choice import resolve_model
     from ....model.generate import answer_batch
+    from ....model.load import load_tokenizer
 
-    model, tokenizer, description = ctx.generator("model")
-    ctx.progress(f"Replay: {description} answers {len(usable)} general prompts before training ...")
-    outs = answer_batch(model, tokenizer, [p for _, p in usable], max_new_tokens=cfg.max_new_tokens,
-                        system_prompt=cfg.system_prompt, batch_size=16, desc="Replay answers")
-    for (number, p), out in zip(usable, outs):
-        answer = complete_sentences(out)
-        if not answer or not WORD.search(answer):
-            ctx.rejects.add("replay", "empty", f"{p} -> {out}")
-            continue
-        ctx.add_standalone(Item(line=0, source=str(path), kind="replay", source_line=number,
-                                messages=[{"role": "user", "content": p}, {"role": "assistant", "content": answer}]))
+    def ask(prompts: list[str]) -> list[str]:
+        model, tokenizer, description = ctx.generator("model")
+        ctx.progress(f"Replay: {description} answers {len(prompts)} general prompts before training ...")
+        return answer_batch(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                            system_prompt=cfg.system_prompt, desc="Replay answers")
+
+    # The base model's answers do not change between runs: asked once per model (shipped for the embedded one), a
+    # few more than are missing at a time, until `replay` rows keep clear of the retention questions.
+    name, _ = resolve_model(cfg, ctx.progress)
+    tokenizer = load_tokenizer(cfg, lambda *_: None)
+    kept, asked = 0, 0
+    while kept < cfg.augment.replay and asked < len(usable):
+        chunk = usable[asked:asked + cfg.augment.replay - kept + 4]
+        asked += len(chunk)
+        outs = base_answers([p for _, p in chunk], cfg, tokenizer, name, ask, progress=ctx.progress)
+        for (number, p), out in zip(chunk, outs):
+            answer = complete_sentences(out)
+            if kept == cfg.augment.replay:
+                break
+            if not answer or not WORD.search(answer):
+                ctx.rejects.add("replay", "empty", f"{p} -> {out}")
+            elif leak(p, answer, questions):
+                ctx.rejects.add("replay", "leak", f"{p} -> {answer}")
+            else:
+                kept += 1
+                ctx.add_standalone(Item(line=0, source=str(path), kind="replay", source_line=number, messages=[
+                    {"role": "user", "content": p}, {"role": "assistant", "content": answer}]))
+    if kept < cfg.augment.replay:
+        ctx.progress(f"Note: replay asks for {cfg.augment.replay} prompts; {path} has {kept} usable.")
 
 
 KIND = Kind(
