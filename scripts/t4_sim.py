@@ -247,14 +247,14 @@ def cmd_build(args):
 # run: as `run` does it
 # ----------------------------------------------------------------------------------------------------------
 
-def _config(work: Path, epochs: float):
+def _config(work: Path, epochs: float, knobs: dict | None = None):
     from unslothify.config import load_config
 
     data = work / "domain.jsonl"
     shutil.copy2(ROOT / "domain.jsonl", data)  # the augmented file is written beside it
     return load_config(None, model=str(work / "mistral7b-shaped-q4"), recipe="mistral-7b-qlora",
                        data=str(data), output_dir=str(work / "run"), num_train_epochs=epochs,
-                       gpu_memory_gib=T4_GPU_GIB if _cuda() else 0.0)
+                       gpu_memory_gib=T4_GPU_GIB if _cuda() else 0.0, **(knobs or {}))
 
 
 def _cuda() -> bool:
@@ -273,7 +273,7 @@ def cmd_run(args):
     from unslothify.train.session import FineTune
 
     stages = Stages(work, "run")
-    cfg = _config(work, args.epochs)
+    cfg = _config(work, args.epochs, json.loads(args.knobs))
     with stages.stage("load"):
         prepared = prepare(cfg, plot=False)
         ft = FineTune.start(cfg)
@@ -316,7 +316,7 @@ def cmd_export(args):
     from unslothify.model.load import load_for_inference
 
     stages = Stages(work, "export")
-    cfg = _config(work, args.epochs)
+    cfg = _config(work, args.epochs, json.loads(args.knobs))
     version = Path((work / "version.txt").read_text())
     merged = work / "run" / "exports" / "merged"
     out = work / "run" / "exports" / "t4.Q8_0.gguf"
@@ -435,6 +435,7 @@ def main():
         s = sub.add_parser(name)
         s.add_argument("--work", default="/tmp/t4")
         s.add_argument("--epochs", type=float, default=1.0)
+        s.add_argument("--knobs", default="{}", help='knobs over the 7B recipe, e.g. \'{"retention_weight": 1}\'')
     r = sub.add_parser("report")
     r.add_argument("--results", default=str(RESULTS))
     r.add_argument("--extra", default=str(MEASUREMENTS_NOTES), help="notes appended after the tables")
