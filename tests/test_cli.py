@@ -30,11 +30,14 @@ def test_run_with_defaults_learns_an_outside_chat_dataset(tmp_path):
     result = json.loads(last)
     assert result["n"] == 40 and {"base_recall", "tuned_recall"} <= set(result)
     assert result["base_recall"] <= 0.1
-    assert result["tuned_recall"] >= 0.6, result
+    # On a machine too slow for every fact in the CPU recipe's 9 minutes, the run trains the facts that fit and
+    # scores the held-out questions about them (tests/test_plan.py); here all 80 fit.
+    recall = result["trained_facts_recall"] if "trained_facts" in result else result["tuned_recall"]
+    assert recall >= 0.6, result
     # What steered training agrees with what the outside questions measure (docs/probes.md): the probes' recall
     # within 0.10 of the held-out questions', their retention within 0.15 of the general eval's (two standard
     # errors of the difference of 48 and 61 questions at 0.7 is 0.18; the lexical probes read 1.00 for 0.85).
-    assert abs(result["probe_recall"] - result["tuned_recall"]) <= 0.10, result
+    assert abs(result["probe_recall"] - recall) <= 0.10, result
     assert abs(result["probe_retention"] - result["retention"]) <= 0.15, result
     assert (tmp_path / "run" / "exports" / "merged" / "model.safetensors").exists()
     assert "[3/5] Training" in proc.stdout, "stages are shown as they start"
