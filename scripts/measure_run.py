@@ -25,9 +25,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = {
-    "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl"),
-    "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl"),
+SETS = {  # data, held-out questions, general questions
+    "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl", ROOT / "eval" / "general.jsonl"),
+    "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl",
+                 ROOT / "eval" / "general.jsonl"),
+    "confirm": (ROOT / "examples" / "confirm" / "train.jsonl", ROOT / "examples" / "confirm" / "questions.jsonl",
+                ROOT / "eval" / "general.jsonl"),
+    # made by scripts/make_invented_set.py --seed 44, with general questions no set or prompt of the project holds:
+    # measured once, at the end, for the figures a new user can expect on facts and questions nobody tuned on
+    "outside": (ROOT / "examples" / "outside" / "train.jsonl", ROOT / "examples" / "outside" / "questions.jsonl",
+                ROOT / "eval" / "outside_general.jsonl"),
 }
 MEASUREMENTS = ROOT / "docs" / "measurements"
 
@@ -42,13 +49,14 @@ def main():
     from unslothify.machine.device import has_cuda, machine
 
     out = Path(args.out or MEASUREMENTS / f"{'gpu' if has_cuda() else 'cpu'}-{args.set}.jsonl")
-    data, questions = SETS[args.set]
+    data, questions, general = SETS[args.set]
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as td:
             copy = Path(td) / data.name
             shutil.copy2(data, copy)
             cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", "--data", str(copy),
-                   "--eval-questions", str(questions), "--output", str(Path(td) / "run"), "--seed", str(seed),
+                   "--eval-questions", str(questions), "--general-questions", str(general),
+                   "--output", str(Path(td) / "run"), "--seed", str(seed),
                    *args.args.split()]
             load = os.getloadavg()[0]
             started = time.perf_counter()

@@ -92,9 +92,10 @@ class Config:
                            overfit="higher alpha means larger updates: raises overfitting", step=1, group="lora", panel=True)
     lora_dropout: float = knob(0.0, "Dropout on the LoRA path.", 0.0, 0.5,
                                overfit="higher dropout lowers overfitting", step=0.01, group="lora", panel=True)
-    adapter_scale: float = knob(1.0, "The adapter's weight when a version is used (scores, chat, exports): below 1 "
-                                "moves the model back towards the base (WiSE-FT), keeping more of what it knew and "
-                                "less of what it learnt. Training is not changed.", 0.0, 1.0, step=0.05,
+    adapter_scale: float = knob(0.8, "The adapter's weight when a version is used (the probes, scores, chat, exports): "
+                                "below 1 moves the model back towards the base (WiSE-FT), keeping more of what it "
+                                "knew. 0.8 kept the held-out recall of 1.0 with 0.07 more retention (H100, "
+                                "docs/augmentation.md). Training is not changed.", 0.0, 1.0, step=0.05,
                                 overfit="lower undoes some of what training did, the memorised wording first",
                                 group="lora")
     target_modules: list = knob(ALL_LINEAR, "Modules that get LoRA adapters.", group="lora")
@@ -115,10 +116,12 @@ class Config:
     gradient_accumulation_steps: int = knob(1, "Forward passes per optimizer step (effective batch = batch x "
                                             "accumulation).", 1, 256, step=1,
                                             overfit="larger effective batch: fewer updates, less overfitting", panel=True)
-    retention_weight: float = knob(0.0, "Weight of the retention term: on the replay rows' answers, the divergence "
+    retention_weight: float = knob(4.0, "Weight of the retention term: on the replay rows' answers, the divergence "
                                    "of the tuned model's next-token distribution from the base model's, added to "
                                    "the loss (1: a replay token weighs as much as an answer token; 0: off). Needs "
-                                   "augment.replay.", 0.0, 100.0, step=0.5,
+                                   "augment.replay. 4 kept 0.80 of the general questions against 0.70 at 0 on 2 CPU "
+                                   "cores, held-out recall 0.83 against 0.85 (docs/augmentation.md).", 0.0, 100.0,
+                                   step=0.5,
                                    overfit="higher keeps the base model's answers elsewhere: less forgetting, "
                                    "and the facts can come slower", panel=True)
     lr_scheduler_type: str = knob("linear", "Learning-rate schedule.", choices=SCHEDULERS,

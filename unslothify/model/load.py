@@ -150,6 +150,18 @@ def for_training(model):
     return model
 
 
+def adapter_scaled(model, scale: float):
+    """While it lasts, the adapter weighs `scale` (peft's rescale_adapter_scale: WiSE-FT for LoRA), as a version
+    will be used: the probes measure the model a user gets."""
+    import contextlib
+
+    if scale == 1.0 or not hasattr(model, "peft_config"):
+        return contextlib.nullcontext()
+    from peft.helpers import rescale_adapter_scale
+
+    return rescale_adapter_scale(model, scale)
+
+
 def use_adapter_scale(model, scale: float):
     """Weigh the adapter by `scale` from now on, in place (W + scale x B A: WiSE-FT for LoRA): a version made
     ready for use, never a model that trains on. 1 leaves it as trained."""

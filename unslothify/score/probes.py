@@ -130,7 +130,8 @@ def measure(model, tokenizer, knowledge: list[Question], retention: list[Questio
             at_base: bool = False, base_key: str | None = None) -> dict:
     """{'probe_recall', 'probe_retention', 'probe_n', 'retention_n', 'probe_seconds'}: the share of knowledge
     probes answered with a key term, and the share of retention probes still answered, asked in one generate
-    call. The base model answers every retention probe by construction (retention_probes), so at_base (the
+    call, with the adapter weighed by adapter_scale as a version is used. The base model answers every
+    retention probe by construction (retention_probes), so at_base (the
     evaluation before the first step) does not ask them, and its knowledge answers are cached under base_key
     (the model's name): the base answers the same probes the same way every run."""
     started = time.perf_counter()
@@ -140,7 +141,9 @@ def measure(model, tokenizer, knowledge: list[Question], retention: list[Questio
         if retention:
             out["probe_retention"] = 1.0
     else:
-        with generating(model):
+        from ..model.load import adapter_scaled
+
+        with generating(model), adapter_scaled(model, cfg.adapter_scale):  # the model as a version is used
             answers = _answer(model, tokenizer, knowledge + retention, cfg)
         out = {}
         if knowledge:
