@@ -61,7 +61,8 @@ def measure(set_name: str, seed: int, knobs: dict) -> dict:
             points.append({"scale": scale, **{k: summary.get(k) for k in ("tuned_recall", "tuned_forward_recall",
                                                                            "tuned_reverse_recall", "retention")}})
             print(json.dumps(points[-1]), flush=True)
-    return {"set": set_name, "seed": seed, "knobs": knobs, "machine": machine(), "gpu": has_cuda(),
+    return {"set": set_name, "seed": seed, "knobs": knobs, "retention_weight": cfg.retention_weight,
+            "machine": machine(), "gpu": has_cuda(),
             "epochs": cfg.num_train_epochs, "seconds": round(time.perf_counter() - started, 1),
             "date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "points": points}
 
@@ -81,18 +82,18 @@ def table(rows: list[dict]) -> str:
     """Per machine, set and knobs: held-out recall and retention at each scale, over the seeds."""
     groups: dict = {}
     for r in rows:
-        key = ("GPU" if r["gpu"] else "CPU", r["set"], json.dumps(r["knobs"], sort_keys=True))
+        key = ("GPU" if r["gpu"] else "CPU", r["set"], r["retention_weight"])
         groups.setdefault(key, []).append(r)
-    lines = ["| machine | set | knobs | seeds | " + " | ".join(f"scale {s:g}" for s in SCALES) + " |",
+    lines = ["| machine | set | retention_weight | seeds | " + " | ".join(f"scale {s:g}" for s in SCALES) + " |",
              "|---|---|---|---|" + "---|" * len(SCALES)]
-    for (machine, set_name, knobs), rs in sorted(groups.items()):
+    for (machine, set_name, weight), rs in sorted(groups.items()):
         cells = []
         for s in SCALES:
             pts = [p for r in rs for p in r["points"] if p["scale"] == s]
             recall = statistics.mean(p["tuned_recall"] for p in pts)
             kept = statistics.mean(p["retention"] for p in pts if p["retention"] is not None)
             cells.append(f"{recall:.2f} / {kept:.2f}")
-        lines.append(f"| {machine} | {set_name} | `{knobs}` | {len(rs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {machine} | {set_name} | {weight:g} | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -379,13 +379,27 @@ def _fit_check(rows: list[dict]) -> list[str]:
             "and the model now adds what that measured (`RUN_EXTRA_GIB` in unslothify/machine/fit.py).", ""]
 
 
+def _partial_runs(rows: list[dict]) -> list[str]:
+    """A table per run that measured some stages only (its note says which and why)."""
+    out = []
+    for run in sorted({r["run"] for r in rows if r.get("partial")}):
+        own = [r for r in rows if r.get("run") == run]
+        out += [f"Run {run}, {own[0]['machine']}, {own[0]['date'][:10]}: {own[0].get('note', '')}.", "",
+                "| stage | seconds | GPU, all processes of the run, GiB | within the T4's 15 GiB |", "|---|---|---|---|"]
+        out += [f"| {r['stage']} | {r['seconds']} | {r.get('gpu_all_processes_gib')} | "
+                f"{'yes' if (r.get('gpu_all_processes_gib') or 0) <= T4_GPU_GIB else 'no'} |" for r in own]
+        out.append("")
+    return out
+
+
 def cmd_report(args):
     rows = [json.loads(x) for x in Path(args.results).read_text().splitlines() if x.strip()]
     machine = next((r["machine"] for r in rows if r.get("machine")), "?")
     dates = sorted({r["date"][:10] for r in rows if r.get("date")}) or ["?"]
     latest = {}
-    for r in rows:  # each stage from the latest run that reached it
-        latest[r["stage"]] = r
+    for r in rows:  # each stage from the latest whole run that reached it (a partial run: its own table below)
+        if not r.get("partial"):
+            latest[r["stage"]] = r
     lines = ["# The free Colab T4, simulated", "",
              f"Made by `python -m scripts.t4_sim report` from `{_shown(Path(args.results))}`: the default "
              f"Mistral 7B recipe (recipes/mistral-7b-qlora.yaml) end to end on {machine}, {dates[-1]}, under a T4's "
@@ -410,6 +424,7 @@ def cmd_report(args):
             total_t4 += t4
     lines += ["", f"Measured stages all told: {total_h200 / 60:.1f} min on the H200; projected on a T4: about "
               f"{total_t4 / 60:.0f} min{' before the stages not measured' if missing else ''}.", "",
+              *_partial_runs(rows),
               "Projection: each stage's H200 time times the ratio of the resource that bounds it: GPU arithmetic "
               f"x{RATIOS['compute']:.1f} (dense fp16 tensor rate, T4 65 TFLOP/s against 790 TFLOP/s measured for bf16 "
               f"on the H200), GPU memory traffic x{RATIOS['bandwidth']:.1f} (300 GB/s against 4,300 GB/s measured), "

@@ -63,6 +63,13 @@ def colab_table() -> str:
     return "\n".join(rows)
 
 
+SET_NAMES = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 reverse)",
+             "invented": "`examples/invented`: 40 invented facts x 2, 40 held-out questions",
+             "confirm": "`examples/confirm`: 40 invented facts x 2, 48 held-out questions (8 reverse)",
+             "outside": "`examples/outside`, nobody tuned on it: 40 facts, 48 questions (8 reverse); retention on "
+                        "`eval/outside_general.jsonl`"}
+
+
 def measured_table() -> str:
     """`run` on 2 CPU cores with the defaults, over seeds: from docs/measurements/cpu-*.jsonl, which
     scripts/measure_run.py writes."""
@@ -83,8 +90,7 @@ def measured_table() -> str:
         if not runs:
             continue
         s = [r["summary"] for r in runs]
-        name = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 reverse)",
-                "invented": "`examples/invented`: 40 invented facts x 2, 40 held-out questions"}.get(runs[0]["set"], runs[0]["set"])
+        name = SET_NAMES.get(runs[0]["set"], runs[0]["set"])
         walls = [r["wall_seconds"] / 60 for r in runs]
         rows.append(
             f"| {name} | {len(runs)} ({', '.join(str(r['seed']) for r in runs)}) | {stat(walls, '{:.1f}')} "
@@ -96,6 +102,28 @@ def measured_table() -> str:
     return "\n".join(rows)
 
 
+def stages_table() -> str:
+    """Where a run's seconds go, stage by stage, and what the estimate said before training: from
+    docs/measurements/{cpu,gpu}-*.jsonl rows that recorded them (scripts/measure_run.py)."""
+    rows = ["| data | machine, date | all told, s | training (share) | prepare + load | augment | estimate | export | "
+            "score | expected all told (error) | expected training (error) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((ROOT / "docs" / "measurements").glob("[cg]pu-*.jsonl")):
+        for r in [json.loads(x) for x in path.read_text().splitlines() if x.strip()]:
+            st, ex = r["summary"].get("stage_seconds"), r["summary"].get("expected_seconds")
+            if not st or not ex:
+                continue
+            wall = r["wall_seconds"]
+            before = st.get("preparing", 0) + st.get("augmenting", 0) + st.get("estimating", 0)
+            expected = before + sum(ex.values())
+            trained = ex.get("training", 0) + ex.get("probes", 0)
+            rows.append(f"| {r['set']}{' ' + r['args'] if r.get('args') else ''} | {r['machine']}, {r['date'][:10]} | "
+                        f"{wall:.0f} | {st['training']:.0f} ({st['training'] / wall:.0%}) | {st['preparing']:.0f} | "
+                        f"{st['augmenting']:.0f} | {st['estimating']:.0f} | {st.get('export', 0):.0f} | "
+                        f"{st['scoring']:.0f} | {expected:.0f} ({expected / wall - 1:+.0%}) | "
+                        f"{trained:.0f} ({trained / st['training'] - 1:+.0%}) |")
+    return "\n".join(rows)
+
+
 def t4_line() -> str:
     """The projected T4 time of each stage the T4 simulation measured (docs/t4.md, scripts/t4_sim.py)."""
     from scripts.t4_sim import RATIOS, RESULTS, STAGE_BOUND
@@ -104,7 +132,8 @@ def t4_line() -> str:
     for line in RESULTS.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            latest[row["stage"]] = row
+            if not row.get("partial"):  # a run that measured some stages only (docs/measurements/t4-notes.md)
+                latest[row["stage"]] = row
     parts = [f"{stage} {latest[stage]['seconds'] * RATIOS[STAGE_BOUND[stage]] / 60:.0f} min"
              for stage in ("load", "replay", "train", "merge", "gguf", "chat") if stage in latest]
     peak = max(r.get("gpu_all_processes_gib") or 0 for r in latest.values())
@@ -116,7 +145,7 @@ def t4_line() -> str:
 
 
 SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table,
-            "t4": t4_line}
+            "measured-stages": stages_table, "t4": t4_line}
 
 
 def render(text: str) -> str:

@@ -16,7 +16,7 @@ def test_a_slower_machine_plans_fewer_facts_and_trains_them_for_every_epoch(tmp_
 
     from unslothify.config import load_config
     from unslothify.data.prepare import prepare
-    from unslothify.machine.estimate import time_plan
+    from unslothify.train.plan import time_plan
     from unslothify.model.load import for_inference
     from unslothify.score.questions import score_version
     from unslothify.train.session import FineTune

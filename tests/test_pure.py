@@ -4,7 +4,7 @@ the GPU memory model. Numbers worked out by hand in each test."""
 import pytest
 
 from unslothify.config import load_config, replace
-from unslothify.machine.estimate import padded_tokens, plan
+from unslothify.train.plan import padded_tokens, plan
 from unslothify.machine.fit import memory_needed_gib
 from unslothify.train.args import Call, sft_args
 
@@ -59,6 +59,8 @@ def test_gpu_memory_model():
     qlora = load_config(None, recipe="mistral-7b-qlora")
     # 4-bit with checkpointing: 4.9 GiB + 0.17 GiB per 1000 tokens (8 x 512 = 4096) + what a whole run adds
     # (3.4 GiB, measured on the T4 simulation) + 0.6 GiB of CUDA context
-    assert memory_needed_gib(qlora) == round(4.9 + 0.17 * 4.096 + 3.4 + 0.6, 1) == 9.6
+    assert memory_needed_gib(replace(qlora, retention_weight=0)) == round(4.9 + 0.17 * 4.096 + 3.4 + 0.6, 1) == 9.6
+    # the retention term's logits: 0.74 GiB per 1000 tokens more (the T4 simulation: 12.73 GiB against 9.71)
+    assert memory_needed_gib(qlora) == round(4.9 + (0.17 + 0.74) * 4.096 + 3.4 + 0.6, 1) == 12.6
     sixteen = load_config(None, recipe="mistral-7b-lora-16bit")
-    assert memory_needed_gib(sixteen) == round(14.0 + 4.4 * 4.096 + 3.4 + 0.6, 1) == 36.0
+    assert memory_needed_gib(replace(sixteen, retention_weight=0)) == round(14.0 + 4.4 * 4.096 + 3.4 + 0.6, 1) == 36.0

@@ -17,7 +17,7 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     from .data.augment import augment
     from .data.prepare import prepare
     from .machine.device import machine
-    from .machine.estimate import fit_time
+    from .train.plan import fit_time
     from .model.load import for_inference, use_adapter_scale
     from .score.questions import score_version
     from .train.session import FineTune

@@ -36,6 +36,10 @@ MEMORY_MODEL = {  # (load_in_4bit, gradient_checkpointing): (GiB floor, GiB per 
     (True, False): (4.9, 4.4),
 }
 RUN_EXTRA_GIB = 3.4  # 9.07 - (4.9 + 0.17 x 4.096), measured on the T4 simulation (docs/t4.md)
+# The retention term (retention_weight, with replay rows) computes the whole vocabulary's logits, in float32 with
+# their gradient, for a batch that holds replay rows: the T4 simulation's training stage held 12.73 GiB with it
+# and 9.71 without, at 4096 tokens a step: 0.74 GiB per 1000 tokens.
+RETENTION_GIB_PER_1K_TOKENS = 0.74
 # Memory as torch reports it (nvidia-smi MiB / 1024).
 CARDS = [("T4", 15.0), ("L4", 22.5), ("A100 40GB", 40.0), ("A100 80GB", 80.0), ("H100 80GB", 79.6)]
 
@@ -48,6 +52,8 @@ def tokens_per_step(cfg) -> int:
 
 def memory_needed_gib(cfg) -> float:
     floor, slope = MEMORY_MODEL[(bool(cfg.load_in_4bit), bool(cfg.gradient_checkpointing))]
+    if cfg.retention_weight and cfg.augment.enabled and cfg.augment.replay:
+        slope += RETENTION_GIB_PER_1K_TOKENS
     return round(floor + slope * tokens_per_step(cfg) / 1000 + RUN_EXTRA_GIB + CUDA_CONTEXT_GIB, 1)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..config import Config, from_dict, replace, save_config
 from ..fsutil import atomic_dir, atomic_write_json
-from ..machine.estimate import time_plan
+from .plan import time_plan
 from ..runs import Run, Version, best_version
 from . import interrupts
 from .args import Call, check_trackers, sft_args, tracker_env
@@ -45,7 +45,7 @@ class FineTune:
         self.last_trainer = None  # the last call's SFTTrainer
         self.inputs = TrainingInputs(tokenizer, progress)  # the tokenised data, kept while the config matches
         self.retention_probes = None  # the general questions the base answers, filtered once per session
-        self.timings: dict = {}  # what a step costs on this machine, per training data (machine/estimate.py)
+        self.timings: dict = {}  # what a step costs on this machine, per training data (plan.py)
         self.said: set[str] = set()  # plans said already (run says its plan with the time estimate)
         if note := interrupts.announcement(self.run):
             progress(note)
@@ -109,7 +109,7 @@ class FineTune:
         # 1. The call: its config as given (the adapter's own knobs kept), its epochs, or the call it finishes.
         cfg, epochs, resume_from, resume_facts = self._call_of(cfg, more_epochs, resume)
         # 2. Data: the prepared split and its augmented records, tokenised (again only when they changed), of the
-        #    facts that fit the time cap where it shortens the facts (machine/estimate.time_plan).
+        #    facts that fit the time cap where it shortens the facts (plan.time_plan).
         facts = resume_facts
         if resume_from is None:
             epochs, facts = time_plan(self, cfg, epochs)
@@ -169,7 +169,7 @@ class FineTune:
 
     def timing(self, cfg: Config) -> dict:
         """What a training step and a generation step cost on this machine, timed once per training data."""
-        from ..machine.estimate import measure
+        from .plan import measure
 
         data = self.training_data(cfg)
         key = repr([cfg.per_device_train_batch_size, cfg.max_seq_length, cfg.packing, cfg.gradient_checkpointing,

@@ -1,11 +1,13 @@
-"""How long a run will take on this machine, measured rather than guessed.
+"""How long a run will take on this machine, measured rather than guessed, and what fits its time cap.
 
-With the model loaded, one forward and backward pass over real training rows and one short batch of
-greedy generation are timed (a few seconds on a 2-core CPU); the stages are then sized from the item
-counts and token lengths. `run` prints this before its long stages, and Trainer's progress bar keeps an
-ETA while training.
+With the model loaded, a few of the call's own training steps (at learning rate 0) and one short batch of
+greedy generation are timed (seconds on a 2-core CPU); the stages are then sized from the item counts and
+token lengths. `run` prints this before its long stages, and Trainer's progress bar keeps an ETA while
+training. Where max_train_minutes cannot fit the epochs asked, time_plan says what a call trains instead:
+fewer epochs, or (cap_shortens: facts) the facts that fit all of them.
 
-    cfg = fit_time(ft, cfg, export=True)   # what `run` calls: says it, and caps epochs by max_train_minutes
+    epochs, stages = fit_time(ft, cfg, export=True)    # what `run` calls: says it, with the plan of the cap
+    epochs, facts = time_plan(ft, cfg, epochs)         # what a training call trains within the cap
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import time
 from pathlib import Path
 
-from .device import has_cuda, machine
+from ..machine.device import has_cuda, machine
 from ..score.probes import PROBE_MAX_NEW_TOKENS, RETENTION_PROBES
 
 
@@ -52,8 +54,8 @@ def _train_step_seconds(cfg, model, tokenizer, train_dataset) -> dict:
     from trl import SFTTrainer
 
     from ..model.load import for_training
-    from ..train.args import Call, sft_args
-    from .device import has_cuda
+    from .args import Call, sft_args
+    from ..machine.device import has_cuda
 
     import datasets
 
@@ -128,7 +130,7 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     model's to the base_asked questions it has no kept answers for; default all). packed: whether steps are packed
     rows (default: as training will run here, train/args.packed)."""
     from ..model.generate import generation_batch
-    from ..train.args import packed as packs
+    from .args import packed as packs
 
     packed = packs(cfg) if packed is None else packed
     epochs = cfg.num_train_epochs if epochs is None else epochs
@@ -244,7 +246,7 @@ def facts_that_fit(cfg, epochs: float, timing: dict, data) -> tuple[list[int], s
     order = [i.source_line or i.line for i in data.prepared.train]
     random.Random(f"{cfg.seed}:facts").shuffle(order)
 
-    from ..train.inputs import replay_share
+    from .inputs import replay_share
 
     replay = [t for _, kind, t in data.row_facts if kind == "replay"]
     fact_rows = [(line, t) for line, kind, t in data.row_facts if kind != "replay"]
