@@ -113,7 +113,7 @@ def test_notebooks_set_up_a_hosted_runtime_from_the_notebook_alone(tmp_path, mon
         return text_of(nbformat.read(out, as_version=4))
 
     first = execute("00_gpu_check.ipynb")
-    assert (colab / "mistral-unslothify" / "unslothify" / "runtime.py").exists(), "the project was cloned"
+    assert (colab / "mistral-unslothify" / "unslothify" / "machine" / "runtime.py").exists(), "the project was cloned"
     assert "Runtime ready in" in first and "kept as it was" in first, first[-3000:]
     assert "Will it fit?" in first and "Attention: SDPA" in first
     assert torch_version(python) == before, "the runtime's torch was replaced"

@@ -26,7 +26,7 @@ def test_a_slower_machine_plans_fewer_facts_and_trains_them_for_every_epoch(tmp_
     cfg = load_config(None, model="embedded", data=str(data), eval_questions=str(INVENTED / "questions.jsonl"),
                       output_dir=str(tmp_path / "run"), max_train_minutes=1.0, cap_shortens="facts",
                       augment={"replay": 8})
-    assert cfg.num_train_epochs == 4.5 and cfg.evals_per_epoch == 1, "the CPU recipe's epochs"
+    assert (cfg.num_train_epochs, cfg.evals_per_epoch) == (4.5, 0.5), "the CPU recipe's epochs and evaluations"
     prepare(cfg, plot=False, progress=lambda *_: None)
     said = []
     ft = FineTune.start(cfg, progress=said.append)

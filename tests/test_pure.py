@@ -40,15 +40,19 @@ def test_plan_sizes_each_stage():
     timing = {"train_seconds_per_token": 0.001, "decode_step_seconds": 0.05}
     lengths = [100] * 40
     stages = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, probes=(40, 32),
-                  packed=False)
+                  packed=False, answer_tokens=20)
     assert stages["steps"] == 20, "40 items / 4 a step, 2 epochs"
     assert stages["training"] == pytest.approx(2 * 4000 * 0.001), "2 epochs of 40 x 100 padded tokens"
     # 3 evaluations (before, after each epoch): the 40 knowledge probes alone before training, then one generate
     # call of up to 24 new tokens for them and the 32 retention probes, 72 rows sized as 1.8 calls of 40
     assert stages["probes"] == pytest.approx((1 + 2 * 1.8) * 0.05 * 24)
-    assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.5 * 0.05 * 64), "base and tuned, half the cap"
-    kept = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, base_asked=0)
-    assert kept["scoring"] == pytest.approx((2 + 1) * 0.5 * 0.05 * 64), "the base's answers kept: tuned alone"
+    # base and tuned, 2 + 1 batches of 16 each, each as long as the trained answers' 90th percentile (20 tokens)
+    assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.05 * 20)
+    kept = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, base_asked=0,
+                answer_tokens=20)
+    assert kept["scoring"] == pytest.approx((2 + 1) * 0.05 * 20), "the base's answers kept: tuned alone"
+    assert plan(cfg, timing, lengths, 32, 16, True, answer_tokens=100)["scoring"] == pytest.approx(2 * 3 * 0.05 * 64), \
+        "answers no longer than max_new_tokens"
     assert stages["export"] == 30.0
     packed = plan(replace(cfg, max_seq_length=400), timing, lengths, 32, 16, False, packed=True)
     assert packed["steps"] == 6, "4000 tokens in rows of 400, 4 rows a step: 3 steps an epoch"

@@ -189,7 +189,9 @@ def test_each_call_trains_with_the_config_it_is_given_and_records_it(small_cfg):
 def test_a_training_call_stops_at_max_train_minutes_and_keeps_what_it_learnt(small_cfg):
     from unslothify.config import replace
 
-    cfg = replace(small_cfg, num_train_epochs=50, max_train_minutes=0.1)  # 50 epochs would take minutes; the cap is 6 s
+    # 50 epochs would take minutes; the cap is 6 s. cap_shortens: epochs (the embedded CPU recipe shortens the facts
+    # instead: tests/test_plan.py)
+    cfg = replace(small_cfg, num_train_epochs=50, max_train_minutes=0.1, cap_shortens="epochs")
     said = []
     version = FineTune.start(cfg, progress=said.append).train()
     # planned up front: the epochs that fit (the progress bar counts those); the cap still stops a call that runs long

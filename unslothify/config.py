@@ -146,9 +146,10 @@ class Config:
                       "a CPU falls back to fused AdamW).",
                       choices=("adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_8bit", "sgd"),
                       group="speed")
-    evals_per_epoch: int = knob(1, "Evaluations per epoch (validation loss, and the probes under objective "
-                                "knowledge).", 1, 20, step=1,
-                                overfit="more points show the turn from learning to memorising sooner", panel=True)
+    evals_per_epoch: float = knob(1.0, "Evaluations per epoch (validation loss, and the probes under objective "
+                                  "knowledge); below 1, one every 1/x epochs (0.5: every second epoch), and always "
+                                  "one at the end of a call.", 0.1, 20, step=0.5,
+                                  overfit="more points show the turn from learning to memorising sooner", panel=True)
     early_stopping_patience: int = knob(0, "Stop after this many evaluations without a better probe recall "
                                         "(objective knowledge) or validation loss (skill); 0 = off.", 0, 100, step=1,
                                         overfit="stops training once it stops improving", panel=True)

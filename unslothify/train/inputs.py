@@ -24,7 +24,7 @@ class TrainingData:
     replay_rows: list  # the tokenised replay rows (input_ids, completion_mask): what the retention term keeps
     probes: list  # the knowledge probes (score/questions.Question) of the facts trained
     trained_lines: list[int] | None = None  # the source lines of the facts trained, where not all of them
-    row_facts: list = ()  # (source line, kind, tokens) of every training row, in order
+    row_facts: list = ()  # (source line, kind, tokens, answer tokens) of every training row, in order
 
     @property
     def mean_item_tokens(self) -> float:
@@ -101,7 +101,7 @@ class TrainingInputs:
                 for name, part in (("train", items), ("validation", validation))}
         return (to_dataset(rows["train"]), to_dataset(rows["validation"]) if rows["validation"] else None,
                 [r for r in rows["train"] if r["kind"] == "replay"],
-                [(r["source_line"], r["kind"], len(r["input_ids"])) for r in rows["train"]])
+                [(r["source_line"], r["kind"], len(r["input_ids"]), sum(r["completion_mask"])) for r in rows["train"]])
 
 
 def replay_share(replay: int, fact_rows: int, all_fact_rows: int) -> int:

@@ -44,7 +44,8 @@ def measure(cfg, model, tokenizer, train_dataset) -> dict:
     counted. Timing the model's forward and backward alone read 1.6x fast on a slow 2-core machine (the
     optimizer, the collator and the per-step logging it left out), and on a GPU, where a small model's step
     costs the same whatever its rows, it left out most of the step."""
-    return {**_train_step_seconds(cfg, model, tokenizer, train_dataset), **_decode_step_seconds(model, tokenizer)}
+    return {**_train_step_seconds(cfg, model, tokenizer, train_dataset),
+            **_decode_step_seconds(model, tokenizer, train_dataset["input_ids"][0][:32])}
 
 
 def _train_step_seconds(cfg, model, tokenizer, train_dataset) -> dict:
@@ -100,15 +101,14 @@ def _train_step_seconds(cfg, model, tokenizer, train_dataset) -> dict:
             "train_seconds_per_step": sum(per_step) / max(1, len(per_step))}
 
 
-def _decode_step_seconds(model, tokenizer) -> dict:
+def _decode_step_seconds(model, tokenizer, prompt_ids: list[int]) -> dict:
     import torch
 
     from ..model.generate import generation_batch, inference_mode
     from ..model.load import for_inference, for_training
 
     device = next(model.parameters()).device
-    prompt = torch.full((generation_batch(), 32), tokenizer.eos_token_id or 0, device=device)
-    prompt[:, ::3] = tokenizer.pad_token_id or 0
+    prompt = torch.tensor([list(prompt_ids)] * generation_batch(), device=device)  # a real row's opening
     new = 8
     for_inference(model)
     with inference_mode(model):
@@ -124,7 +124,7 @@ def _decode_step_seconds(model, tokenizer) -> dict:
 
 def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
          probes: tuple[int, int] = (0, 0), packed: bool | None = None, epochs: float | None = None,
-         base_asked: int | None = None) -> dict:
+         base_asked: int | None = None, answer_tokens: int | None = None) -> dict:
     """Seconds per stage: training, the probes at its evaluations (probes: the knowledge and the retention
     probes asked at each one), the merged export, scoring (the tuned model's answers to both files, and the base
     model's to the base_asked questions it has no kept answers for; default all). packed: whether steps are packed
@@ -138,9 +138,10 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     tokens = (sum(train_lengths) if packed else padded_tokens(train_lengths, batch, grouped=True))
     steps = math.ceil(epochs * (math.ceil(sum(train_lengths) / (batch * cfg.max_seq_length)) if packed
                                              else math.ceil(len(train_lengths) / batch)))
-    # a batch of greedy answers: most stop at their end-of-turn token well before the cap; measured on 2 CPU
-    # cores, the eval sets' answers took 0.45 of the time of running every one to max_new_tokens
-    per_generation = 0.5 * timing["decode_step_seconds"] * cfg.max_new_tokens
+    # a batch of greedy answers runs until its longest answer ends: the tuned model answers about as long as the
+    # answers it trained on, so a batch lasts about their 90th percentile (capped by max_new_tokens); on 2 CPU
+    # cores the cap alone, halved, read 1.7-3.4x long
+    per_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, answer_tokens or cfg.max_new_tokens)
     batches = lambda n: math.ceil(n / generation_batch())  # noqa: E731
     evaluations = math.ceil(epochs * cfg.evals_per_epoch)  # and one before training, below
     # One generate call per evaluation for the knowledge and retention probes together, each about as long as a
@@ -184,8 +185,10 @@ def stage_counts(cfg, data, export: bool, session=None) -> dict:
     general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
     asked = (missing_base_answers(questions, cfg, session.tokenizer, session.model_path) if session is not None
              else None)
+    answers = sorted(a for _, kind, _, a in data.row_facts if kind != "replay") or [0]
     return {"train_lengths": [len(r) for r in data.train["input_ids"]],
             "eval_questions": len(questions) - general, "general_questions": general, "export": export,
+            "answer_tokens": answers[int(0.9 * (len(answers) - 1))],
             "probes": (len(data.probes), RETENTION_PROBES) if data.prepared.objective == "knowledge" else (0, 0),
             "base_asked": asked}
 
@@ -248,8 +251,8 @@ def facts_that_fit(cfg, epochs: float, timing: dict, data) -> tuple[list[int], s
 
     from .inputs import replay_share
 
-    replay = [t for _, kind, t in data.row_facts if kind == "replay"]
-    fact_rows = [(line, t) for line, kind, t in data.row_facts if kind != "replay"]
+    replay = [t for _, kind, t, _ in data.row_facts if kind == "replay"]
+    fact_rows = [(line, t) for line, kind, t, _ in data.row_facts if kind != "replay"]
 
     def seconds(n: int) -> float:
         chosen = set(order[:n])

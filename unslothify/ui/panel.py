@@ -19,7 +19,7 @@ from ..config import AugmentConfig, Config, config_dict, load_config, panel_keys
 # them (from YAML or code) widens the slider rather than being clamped.
 SLIDER_LIMITS = {"per_device_train_batch_size": (1, 64), "gradient_accumulation_steps": (1, 32),
                  "num_train_epochs": (0.5, 30.0), "lora_r": (1, 128), "lora_alpha": (1, 256),
-                 "max_seq_length": (64, 4096), "evals_per_epoch": (1, 10), "early_stopping_patience": (0, 10),
+                 "max_seq_length": (64, 4096), "evals_per_epoch": (0.5, 10), "early_stopping_patience": (0, 10),
                  "weight_decay": (0.0, 0.2), "augment.rephrasings": (0, 10), "augment.replay": (0, 500),
                  "max_train_minutes": (0, 120)}
 # warmup below 1 is a share of the steps, 1 or more a number of steps: one slider, two scales.
