@@ -10,6 +10,7 @@ import json
 import io
 import re
 import sys
+import statistics
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -73,9 +74,6 @@ SET_NAMES = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 r
 def measured_table() -> str:
     """`run` on 2 CPU cores with the defaults, over seeds: from docs/measurements/cpu-*.jsonl, which
     scripts/measure_run.py writes."""
-    import json
-    import statistics
-
     def stat(xs, fmt="{:.3f}"):
         xs = [x for x in xs if x is not None]
         if not xs:
@@ -83,8 +81,9 @@ def measured_table() -> str:
         return fmt.format(statistics.mean(xs)) + (f" ± {fmt.format(statistics.stdev(xs))}" if len(xs) > 1 else "")
 
     rows = ["| data | runs (seeds) | all told, minutes | epochs trained | held-out recall, base -> tuned | "
-            "forward / reverse (tuned) | general retention (tuned / base) | machine, date |",
-            "|---|---|---|---|---|---|---|---|"]
+            "forward / reverse (tuned) | items trained: recall on their questions (n) | "
+            "general retention (tuned / base) | machine, date |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "docs" / "measurements").glob("cpu-*.jsonl")):
         runs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         if not runs:
@@ -97,9 +96,20 @@ def measured_table() -> str:
             f"(max {max(walls):.1f}) | {stat([r['epochs'] for r in runs], '{:.1f}')} | "
             f"{stat([x['base_recall'] for x in s])} -> **{stat([x['tuned_recall'] for x in s])}** | "
             f"{stat([x.get('tuned_forward_recall') for x in s])} / {stat([x.get('tuned_reverse_recall') for x in s])} | "
+            f"{trained_facts(s)} | "
             f"**{stat([retention(x) for x in s])}** | "
             f"{runs[0]['machine']}, {runs[0]['date'][:10]} |")
     return "\n".join(rows)
+
+
+def trained_facts(summaries: list[dict]) -> str:
+    """'90: 0.333 (18)' where a time cap trained a slice of the facts (cap_shortens: facts), else 'all'."""
+    sliced = [x for x in summaries if "trained_facts" in x]
+    if not sliced:
+        return "all"
+    recall = statistics.mean(x["trained_facts_recall"] for x in sliced)
+    return (f"{'/'.join(str(x['trained_facts']) for x in sliced)}: **{recall:.3f}** "
+            f"({'/'.join(str(x['trained_facts_n']) for x in sliced)})")
 
 
 def stages_table() -> str:

@@ -30,10 +30,12 @@ def test_run_with_defaults_learns_an_outside_chat_dataset(tmp_path):
     result = json.loads(last)
     assert result["n"] == 40 and {"base_recall", "tuned_recall"} <= set(result)
     assert result["base_recall"] <= 0.1
-    # On a machine too slow for every fact in the CPU recipe's 9 minutes, the run trains the facts that fit and
-    # scores the held-out questions about them (tests/test_plan.py); here all 80 fit.
+    # On a machine too slow for every item in the CPU recipe's 9 minutes, the run trains the facts that fit and
+    # scores the held-out questions about them (tests/test_plan.py). Pinned: 0.897 (67 of 80 items, 29 questions)
+    # on 2 Xeon cores, 2026-12-06 (docs/measurements/cpu-invented.jsonl); how many items fit varies with the
+    # machine's speed and load, so the tolerance is 3 of those questions.
     recall = result["trained_facts_recall"] if "trained_facts" in result else result["tuned_recall"]
-    assert recall >= 0.6, result
+    assert recall == pytest.approx(0.897, abs=0.11), result
     # What steered training agrees with what the outside questions measure (docs/probes.md): the probes' recall
     # within 0.10 of the held-out questions', their retention within 0.15 of the general eval's (two standard
     # errors of the difference of 48 and 61 questions at 0.7 is 0.18; the lexical probes read 1.00 for 0.85).

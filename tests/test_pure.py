@@ -40,17 +40,20 @@ def test_plan_sizes_each_stage():
     timing = {"train_seconds_per_token": 0.001, "decode_step_seconds": 0.05}
     lengths = [100] * 40
     stages = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, probes=(40, 32),
-                  packed=False, answer_tokens=20)
+                  packed=False, answer_tokens=20, general_answer_tokens=50)
     assert stages["steps"] == 20, "40 items / 4 a step, 2 epochs"
     assert stages["training"] == pytest.approx(2 * 4000 * 0.001), "2 epochs of 40 x 100 padded tokens"
     # 3 evaluations (before, after each epoch): the 40 knowledge probes alone before training, then one generate
     # call of up to 24 new tokens for them and the 32 retention probes, 72 rows sized as 1.8 calls of 40
     assert stages["probes"] == pytest.approx((1 + 2 * 1.8) * 0.05 * 24)
-    # base and tuned, 2 + 1 batches of 16 each, each as long as the trained answers' 90th percentile (20 tokens)
-    assert stages["scoring"] == pytest.approx(2 * (2 + 1) * 0.05 * 20)
-    kept = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, base_asked=0,
-                answer_tokens=20)
-    assert kept["scoring"] == pytest.approx((2 + 1) * 0.05 * 20), "the base's answers kept: tuned alone"
+    # base and tuned, 2 + 1 batches of 16 each: the held-out questions' as long as the trained answers' 90th
+    # percentile (20 tokens), the general questions' as the replay answers' (50)
+    assert stages["scoring"] == pytest.approx(2 * (2 * 0.05 * 20 + 1 * 0.05 * 50))
+    kept = plan(cfg, timing, lengths, eval_questions=32, general_questions=16, export=True, base_asked=(0, 0),
+                answer_tokens=20, general_answer_tokens=50)
+    assert kept["scoring"] == pytest.approx(2 * 0.05 * 20 + 1 * 0.05 * 50), "the base's answers kept: tuned alone"
+    half = plan(cfg, timing, lengths, 32, 16, True, base_asked=(0, 16), answer_tokens=20, general_answer_tokens=50)
+    assert half["scoring"] == pytest.approx(2 * 0.05 * 20 + 2 * 0.05 * 50), "the base asked the general file only"
     assert plan(cfg, timing, lengths, 32, 16, True, answer_tokens=100)["scoring"] == pytest.approx(2 * 3 * 0.05 * 64), \
         "answers no longer than max_new_tokens"
     assert stages["export"] == 30.0

@@ -124,10 +124,11 @@ def _decode_step_seconds(model, tokenizer, prompt_ids: list[int]) -> dict:
 
 def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, general_questions: int, export: bool,
          probes: tuple[int, int] = (0, 0), packed: bool | None = None, epochs: float | None = None,
-         base_asked: int | None = None, answer_tokens: int | None = None) -> dict:
+         base_asked: tuple[int, int] | None = None, answer_tokens: int | None = None,
+         general_answer_tokens: int | None = None) -> dict:
     """Seconds per stage: training, the probes at its evaluations (probes: the knowledge and the retention
     probes asked at each one), the merged export, scoring (the tuned model's answers to both files, and the base
-    model's to the base_asked questions it has no kept answers for; default all). packed: whether steps are packed
+    model's to the base_asked (eval, general) questions it has no kept answers for; default all). packed: whether steps are packed
     rows (default: as training will run here, train/args.packed)."""
     from ..model.generate import generation_batch
     from .args import packed as packs
@@ -142,7 +143,11 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     # answers it trained on, so a batch lasts about their 90th percentile (capped by max_new_tokens); on 2 CPU
     # cores the cap alone, halved, read 1.7-3.4x long
     per_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, answer_tokens or cfg.max_new_tokens)
+    # general questions draw answers as long as the base model's own to the replay prompts (on the outside set,
+    # whose facts are short, sizing them by the facts' answers read scoring 2.2x short)
+    per_general = timing["decode_step_seconds"] * min(cfg.max_new_tokens, general_answer_tokens or cfg.max_new_tokens)
     batches = lambda n: math.ceil(n / generation_batch())  # noqa: E731
+    base_eval, base_general = (eval_questions, general_questions) if base_asked is None else base_asked
     evaluations = math.ceil(epochs * cfg.evals_per_epoch)  # and one before training, below
     # One generate call per evaluation for the knowledge and retention probes together, each about as long as a
     # decoding batch of 16 per 40 rows (2 CPU cores: 3 calls of up to 40 probes took 9.5 s, against 8.0 s so
@@ -155,9 +160,9 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
         "training": epochs * tokens * timing["train_seconds_per_token"],
         "probes": (calls(knowledge) + evaluations * calls(knowledge + retention)) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
-        "scoring": (batches(eval_questions) + batches(general_questions)
-                    + (batches(eval_questions) + batches(general_questions) if base_asked is None
-                       else batches(base_asked))) * per_generation,
+        # the tuned model answers both files; the base model the questions it has no kept answers for
+        "scoring": ((batches(eval_questions) + batches(base_eval)) * per_generation
+                    + (batches(general_questions) + batches(base_general)) * per_general),
     }
 
 
@@ -180,15 +185,15 @@ def stage_counts(cfg, data, export: bool, session=None) -> dict:
     from ..model.base_answers import missing_base_answers
     from ..score.questions import load_questions
 
-    questions = [q.question for path in (cfg.eval_questions, cfg.general_questions) if path and Path(path).exists()
-                 for q in load_questions(path)]
-    general = len(load_questions(cfg.general_questions)) if cfg.general_questions else 0
-    asked = (missing_base_answers(questions, cfg, session.tokenizer, session.model_path) if session is not None
-             else None)
-    answers = sorted(a for _, kind, _, a in data.row_facts if kind != "replay") or [0]
+    eval_qs, general_qs = ([q.question for q in load_questions(path)] if path and Path(path).exists() else []
+                           for path in (cfg.eval_questions, cfg.general_questions))
+    asked = (tuple(missing_base_answers(qs, cfg, session.tokenizer, session.model_path) for qs in (eval_qs, general_qs))
+             if session is not None else None)
+    p90 = lambda xs: sorted(xs)[int(0.9 * (len(xs) - 1))] if xs else None  # noqa: E731
     return {"train_lengths": [len(r) for r in data.train["input_ids"]],
-            "eval_questions": len(questions) - general, "general_questions": general, "export": export,
-            "answer_tokens": answers[int(0.9 * (len(answers) - 1))],
+            "eval_questions": len(eval_qs), "general_questions": len(general_qs), "export": export,
+            "answer_tokens": p90([a for _, kind, _, a in data.row_facts if kind != "replay"]),
+            "general_answer_tokens": p90([a for _, kind, _, a in data.row_facts if kind == "replay"]),
             "probes": (len(data.probes), RETENTION_PROBES) if data.prepared.objective == "knowledge" else (0, 0),
             "base_asked": asked}
 
