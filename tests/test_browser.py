@@ -544,7 +544,9 @@ def test_notebook_journey_in_jupyterlab(lab, page, tmp_path):
 
     _open(page, base, token, "01_prepare_data.ipynb")
     _run_all(page)
-    _wait_for(page, _output(page, 14).locator("table"), KERNEL_S)
+    # notebook 01 loads the model twice (token lengths, then replay); the journey takes about 185 s alone on 2
+    # cores, but in the full suite on a fresh clone notebook 01 ran past 300 s (2026-12-06)
+    _wait_for(page, _output(page, 14).locator("table"), 2 * KERNEL_S)
     assert _output(page, 10).locator("img").count() == 1, "the length plot, once, where the text says"
     assert _output(page, 8).locator("img").count() == 0
     text = "".join(_cells(page).locator(".jp-OutputArea").all_text_contents())

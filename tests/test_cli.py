@@ -30,17 +30,19 @@ def test_run_with_defaults_learns_an_outside_chat_dataset(tmp_path):
     result = json.loads(last)
     assert result["n"] == 40 and {"base_recall", "tuned_recall"} <= set(result)
     assert result["base_recall"] <= 0.1
-    # On a machine too slow for every item in the CPU recipe's 9 minutes, the run trains the facts that fit and
-    # scores the held-out questions about them (tests/test_plan.py). Pinned: 0.897 (67 of 80 items, 29 questions)
-    # on 2 Xeon cores, 2026-12-06 (docs/measurements/cpu-invented.jsonl); how many items fit varies with the
-    # machine's speed and load, so the tolerance is 3 of those questions.
-    recall = result["trained_facts_recall"] if "trained_facts" in result else result["tuned_recall"]
-    assert recall == pytest.approx(0.897, abs=0.11), result
+    # Pinned as measured on 2 Xeon cores, 2026-12-06: all 80 items in the CPU recipe's 9 minutes, 0.825 on the 40
+    # questions (this test). Where they do not all fit (a slower or busier machine), the run trains the facts that
+    # do and scores the held-out questions about them (tests/test_plan.py): 0.897 on the 29 questions of 67 items
+    # (docs/measurements/cpu-invented.jsonl). How many fit varies with the machine's speed and load: the tolerance
+    # is 3-4 questions.
+    sliced = "trained_facts" in result
+    recall = result["trained_facts_recall"] if sliced else result["tuned_recall"]
+    assert recall == pytest.approx(0.897 if sliced else 0.825, abs=0.11 if sliced else 0.1), result
     # What steered training agrees with what the outside questions measure (docs/probes.md): the probes' recall
     # within 0.10 of the held-out questions', their retention within 0.15 of the general eval's (two standard
     # errors of the difference of 48 and 61 questions at 0.7 is 0.18; the lexical probes read 1.00 for 0.85).
-    assert abs(result["probe_recall"] - recall) <= 0.10, result
-    assert abs(result["probe_retention"] - result["retention"]) <= 0.15, result
+    assert abs(result["probe_recall"] - recall) <= 0.10 + 1e-9, result  # 0.925 - 0.825 is 0.1000000001
+    assert abs(result["probe_retention"] - result["retention"]) <= 0.15 + 1e-9, result
     assert (tmp_path / "run" / "exports" / "merged" / "model.safetensors").exists()
     assert "[3/5] Training" in proc.stdout, "stages are shown as they start"
     assert FAKE_TOKEN not in proc.stdout + proc.stderr
