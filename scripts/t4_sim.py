@@ -392,14 +392,17 @@ def _partial_runs(rows: list[dict]) -> list[str]:
     return out
 
 
+def latest_stages(rows: list[dict]) -> dict:
+    """Each stage from the latest whole run that reached it: a partial run (some stages only, its note says why)
+    gets its own table in the report."""
+    return {r["stage"]: r for r in rows if not r.get("partial")}
+
+
 def cmd_report(args):
     rows = [json.loads(x) for x in Path(args.results).read_text().splitlines() if x.strip()]
     machine = next((r["machine"] for r in rows if r.get("machine")), "?")
     dates = sorted({r["date"][:10] for r in rows if r.get("date")}) or ["?"]
-    latest = {}
-    for r in rows:  # each stage from the latest whole run that reached it (a partial run: its own table below)
-        if not r.get("partial"):
-            latest[r["stage"]] = r
+    latest = latest_stages(rows)
     lines = ["# The free Colab T4, simulated", "",
              f"Made by `python -m scripts.t4_sim report` from `{_shown(Path(args.results))}`: the default "
              f"Mistral 7B recipe (recipes/mistral-7b-qlora.yaml) end to end on {machine}, {dates[-1]}, under a T4's "

@@ -136,14 +136,9 @@ def stages_table() -> str:
 
 def t4_line() -> str:
     """The projected T4 time of each stage the T4 simulation measured (docs/t4.md, scripts/t4_sim.py)."""
-    from scripts.t4_sim import RATIOS, RESULTS, STAGE_BOUND
+    from scripts.t4_sim import RATIOS, RESULTS, STAGE_BOUND, latest_stages
 
-    latest = {}
-    for line in RESULTS.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if not row.get("partial"):  # a run that measured some stages only (docs/measurements/t4-notes.md)
-                latest[row["stage"]] = row
+    latest = latest_stages([json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()])
     parts = [f"{stage} {latest[stage]['seconds'] * RATIOS[STAGE_BOUND[stage]] / 60:.0f} min"
              for stage in ("load", "replay", "train", "merge", "gguf", "chat") if stage in latest]
     peak = max(r.get("gpu_all_processes_gib") or 0 for r in latest.values())

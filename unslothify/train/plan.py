@@ -182,6 +182,7 @@ def describe_plan(cfg, stages: dict, items: int, model_name: str, elapsed: float
 def stage_counts(cfg, data, export: bool, session=None) -> dict:
     """The counts plan() sizes the stages by, for a training call on `data` (train/inputs.TrainingData); with the
     session, the base model's answers it has kept are not counted as asked."""
+    from ..data.tokens import length_stats
     from ..model.base_answers import missing_base_answers
     from ..score.questions import load_questions
 
@@ -189,7 +190,7 @@ def stage_counts(cfg, data, export: bool, session=None) -> dict:
                            for path in (cfg.eval_questions, cfg.general_questions))
     asked = (tuple(missing_base_answers(qs, cfg, session.tokenizer, session.model_path) for qs in (eval_qs, general_qs))
              if session is not None else None)
-    p90 = lambda xs: sorted(xs)[int(0.9 * (len(xs) - 1))] if xs else None  # noqa: E731
+    p90 = lambda xs: length_stats(xs).get("p90")  # noqa: E731  (None without rows of that kind)
     return {"train_lengths": [len(r) for r in data.train["input_ids"]],
             "eval_questions": len(eval_qs), "general_questions": len(general_qs), "export": export,
             "answer_tokens": p90([a for _, kind, _, a in data.row_facts if kind != "replay"]),
