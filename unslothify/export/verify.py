@@ -71,27 +71,46 @@ def sample_prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
 
 
 def _run_plain_check(args: list[str], what: str) -> dict:
-    """Run plain_check in a fresh process, on what GPU memory this process leaves (the card's free memory, and
-    under a cap, the cap less what this process holds): a model that does not fit there is spread to RAM."""
-    import torch
+    return _run_plain_checks([(args, what)])[0]
+
+
+def _run_plain_checks(jobs: list[tuple[list[str], str]], at_once: bool = False) -> list[dict]:
+    """Run plain_check in fresh processes, one per (args, what), on what GPU memory this process leaves (the
+    card's free memory, and under a cap, the cap less what this process holds): a model that does not fit there
+    is spread to RAM. at_once starts them together (each process spends most of its seconds importing torch
+    and transformers; the caller says when both models fit side by side), else one after the other."""
 
     from ..machine.device import MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
 
     free_cuda_memory()  # cached blocks this process no longer uses go back first
-    left = gpu_memory_left_gib()
+    results: list[dict] = []
     with tempfile.TemporaryDirectory() as td:
-        out = Path(td) / "out.pt"
-        cmd = [sys.executable, "-m", "unslothify.export.plain_check", *args, "--out", str(out)]
-        if left is not None:
-            cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
-                                                            os.environ.get("PYTHONPATH", "")])}
-        if left is not None and memory_cap_gib():
-            env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise ExportError(f"Plain transformers could not load {what}:\n{proc.stderr[-3000:]}")
-        return torch.load(out)
+        running = []
+        for i, (args, what) in enumerate(jobs):
+            left = gpu_memory_left_gib()
+            out = Path(td) / f"out{i}.pt"
+            cmd = [sys.executable, "-m", "unslothify.export.plain_check", *args, "--out", str(out)]
+            if left is not None:
+                cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
+                                                                os.environ.get("PYTHONPATH", "")])}
+            if left is not None and memory_cap_gib():
+                env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            running.append((proc, out, what))
+            if not at_once:
+                results.append(_finished(*running.pop()))
+        results += [_finished(*r) for r in running]
+    return results
+
+
+def _finished(proc, out: Path, what: str) -> dict:
+    import torch
+
+    _, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise ExportError(f"Plain transformers could not load {what}:\n{stderr[-3000:]}")
+    return torch.load(out)
 
 
 def _prompts_file(prompt_ids: list[list[int]], folder: Path) -> Path:
@@ -115,20 +134,25 @@ def plain_transformers_outputs(model_dir: Path, prompt_ids: list[list[int]], ggu
 def reference_outputs(model, prompt_ids: list[list[int]], dtype: str = "float32") -> dict:
     """Logits and greedy continuations of the adapter on its base, as trained: the adapter is saved from
     memory and loaded with its base by plain transformers + PEFT in another process."""
+    with tempfile.TemporaryDirectory() as td:
+        return _run_plain_check(*_reference_job(model, prompt_ids, dtype, Path(td)))
+
+
+def _reference_job(model, prompt_ids: list[list[int]], dtype: str, folder: Path) -> tuple[list[str], str]:
+    """plain_check's arguments for the adapter on its base (the adapter saved into folder)."""
     base = model.get_base_model()
     quantization = getattr(base.config, "quantization_config", None)
     if quantization is not None and not isinstance(quantization, dict):
         quantization = quantization.to_dict()
     base_path = model.peft_config["default"].base_model_name_or_path
-    with tempfile.TemporaryDirectory() as td:
-        adapter = Path(td) / "adapter"
-        model.save_pretrained(str(adapter))
-        trained_dtype = next(p for p in base.parameters() if p.is_floating_point() and not hasattr(p, "quant_state"))
-        args = [base_path, str(_prompts_file(prompt_ids, Path(td))), "--adapter", str(adapter), "--dtype", dtype,
-                "--load-dtype", str(trained_dtype.dtype)]
-        if quantization and is_4bit(model):
-            args += ["--quantization", json.dumps(quantization, default=lambda o: str(o).removeprefix("torch."))]
-        return _run_plain_check(args, f"{base_path} with its adapter")
+    adapter = folder / "adapter"
+    model.save_pretrained(str(adapter))
+    trained_dtype = next(p for p in base.parameters() if p.is_floating_point() and not hasattr(p, "quant_state"))
+    args = [base_path, str(_prompts_file(prompt_ids, folder)), "--adapter", str(adapter), "--dtype", dtype,
+            "--load-dtype", str(trained_dtype.dtype)]
+    if quantization and is_4bit(model):
+        args += ["--quantization", json.dumps(quantization, default=lambda o: str(o).removeprefix("torch."))]
+    return args, f"{base_path} with its adapter"
 
 
 def compare(ref: dict, other: dict, tolerance: float) -> MergeCheck:
@@ -176,9 +200,26 @@ def dtype_for(params: int) -> str:
 
 
 def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]]) -> MergeCheck:
-    dtype = dtype_for(model_params(model))
-    ref = reference_outputs(model, prompt_ids, dtype)
-    plain = plain_transformers_outputs(merged_dir, prompt_ids, dtype=dtype)
+    params = model_params(model)
+    dtype = dtype_for(params)
+    with tempfile.TemporaryDirectory() as td:
+        reference = _reference_job(model, prompt_ids, dtype, Path(td))
+        merged = ([str(merged_dir), str(_prompts_file(prompt_ids, Path(td))), "--dtype", dtype], str(merged_dir))
+        ref, plain = _run_plain_checks([reference, merged], at_once=_both_fit(params, dtype))
     check = compare(ref, plain, merge_tolerance(model))
     check.outputs = plain
     return check
+
+
+def _both_fit(params: int, dtype: str) -> bool:
+    """Whether the reference and the export fit side by side (each in dtype, with a quarter more for
+    activations) in what is left of the GPU, or of the RAM on a CPU: then both are checked at once."""
+    from ..machine.device import gpu_memory_left_gib
+
+    need_gib = 2 * params * (4 if dtype == "float32" else 2) * 1.25 / 2**30
+    left = gpu_memory_left_gib()
+    if left is None:
+        import psutil
+
+        left = psutil.virtual_memory().available / 2**30 - 2
+    return need_gib <= left
