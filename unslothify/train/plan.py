@@ -36,23 +36,26 @@ def padded_tokens(lengths: list[int], batch: int, grouped: bool, seed: int = 0) 
 TIMED_STEPS = 4  # timed after two warm-up steps
 
 
-def measure(cfg, model, tokenizer, train_dataset) -> dict:
+def measure(cfg, model, tokenizer, train_dataset, retention=None) -> dict:
     """What this machine takes per padded token of a training step and per greedy decoding step. The training
     figure comes from the call's own trainer (TRL's collator, forward, backward, optimizer, logging) run for a
     few steps on the call's own rows at learning rate 0, so the weights do not move: the first two steps pay
     one-off costs (kernels chosen, memory mapped: on 2 CPU cores 1.8x and 2.7x a steady step) and are not
     counted. Timing the model's forward and backward alone read 1.6x fast on a slow 2-core machine (the
     optimizer, the collator and the per-step logging it left out), and on a GPU, where a small model's step
-    costs the same whatever its rows, it left out most of the step."""
-    return {**_train_step_seconds(cfg, model, tokenizer, train_dataset),
+    costs the same whatever its rows, it left out most of the step. The trainer is the call's own, with its
+    retention term (train/retention.py) where the call has one: timed with plain SFTTrainer steps, training
+    with the term ran 1.6-1.9x the estimate on an H100 (2026-12-06; 1.07x before the term was on)."""
+    return {**_train_step_seconds(cfg, model, tokenizer, train_dataset, retention),
             **_decode_step_seconds(model, tokenizer, train_dataset["input_ids"][0][:32])}
 
 
-def _train_step_seconds(cfg, model, tokenizer, train_dataset) -> dict:
+def _train_step_seconds(cfg, model, tokenizer, train_dataset, retention=None) -> dict:
     import tempfile
 
     from transformers import PrinterCallback, TrainerCallback
-    from trl import SFTTrainer
+
+    from .trainer import trainer_class
 
     from ..model.load import for_training
     from .args import Call, sft_args
@@ -90,8 +93,9 @@ def _train_step_seconds(cfg, model, tokenizer, train_dataset) -> dict:
         args.learning_rate, args.warmup_steps, args.max_steps = 0.0, 0, 2 + TIMED_STEPS
         args.report_to, args.disable_tqdm = [], True
         for_training(model)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                             callbacks=[timer])
+        trainer = trainer_class()(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                                  callbacks=[timer])
+        trainer.retention = retention
         trainer.remove_callback(PrinterCallback)  # logs each step as a real call does, but prints none of it
         trainer.data_collator = counting(trainer.data_collator)
         trainer.train()

@@ -53,9 +53,12 @@ class RetentionTerm:
         self.rows = rows
 
     @classmethod
-    def build(cls, model, rows: list[dict], weight: float, progress=print) -> "RetentionTerm | None":
+    def build(cls, model, rows: list[dict], weight: float, progress=print,
+              known: dict | None = None) -> "RetentionTerm | None":
         """The base model's top-k answers on `rows` (tokenised replay rows: input_ids, completion_mask), taken
-        with the adapter off; None when there is nothing to keep (weight 0 or no replay rows)."""
+        with the adapter off; None when there is nothing to keep (weight 0 or no replay rows). `known`: the
+        answers taken before in this session (row key -> Target), which the base's answers do not outdate;
+        rows found there are not asked again, and the new ones are added to it."""
         import contextlib
         import time
 
@@ -63,20 +66,23 @@ class RetentionTerm:
 
         if not weight or not rows:
             return None
-        started = time.perf_counter()
-        targets: dict[bytes, Target] = {}
-        base = getattr(model, "disable_adapter", contextlib.nullcontext)
-        with torch.no_grad(), base():
-            for row, logits in _logits_of(model, rows):
-                # the logits at position p predict token p + 1: the positions before each answer token
-                positions = torch.tensor([p - 1 for p, m in enumerate(row["completion_mask"]) if m and p > 0],
-                                         device=logits.device)
-                if len(positions):
+        known = {} if known is None else known
+        missing = [r for r in rows if row_key(r["input_ids"]) not in known]
+        if missing:
+            started = time.perf_counter()
+            base = getattr(model, "disable_adapter", contextlib.nullcontext)
+            with torch.no_grad(), base():
+                for row, logits in _logits_of(model, missing):
+                    # the logits at position p predict token p + 1: the positions before each answer token
+                    positions = torch.tensor([p - 1 for p, m in enumerate(row["completion_mask"]) if m and p > 0],
+                                             device=logits.device)
                     top = torch.log_softmax(logits[positions].float(), dim=-1).topk(TOP_K, dim=-1)
-                    targets[row_key(row["input_ids"])] = Target(positions, top.indices, top.values)
-        progress(f"Retention term: the base model's answers on {len(targets)} replay rows kept as its top {TOP_K} "
-                 f"next tokens at each answer token ({time.perf_counter() - started:.1f} s); retention_weight "
-                 f"{weight:g}.")
+                    known[row_key(row["input_ids"])] = Target(positions, top.indices, top.values) if len(positions) \
+                        else None
+            progress(f"Retention term: the base model's answers on {len(missing)} replay rows kept as its top {TOP_K} "
+                     f"next tokens at each answer token ({time.perf_counter() - started:.1f} s); retention_weight "
+                     f"{weight:g}.")
+        targets = {k: known[k] for k in (row_key(r["input_ids"]) for r in rows) if known.get(k) is not None}
         return cls(weight, targets, rows)
 
     def divergence(self, model) -> float:
@@ -94,20 +100,22 @@ class RetentionTerm:
 
     def pieces(self, inputs) -> list[tuple[int, int, Target]]:
         """(row of the batch, offset of the piece in it, target) for every replay row in a collated batch."""
-        ids = inputs["input_ids"]
+        # one copy to the host per batch: on a GPU each .tolist() of a device tensor waits for the queue, and a
+        # small model's step is bound by the host issuing kernels
+        ids = inputs["input_ids"].cpu().numpy()
         out = []
         if "attention_mask" in inputs:  # right-padded rows, one item each
-            lengths = inputs["attention_mask"].long().sum(dim=1).tolist()
+            lengths = inputs["attention_mask"].long().sum(dim=1).cpu().tolist()
             for b, n in enumerate(lengths):
-                target = self.targets.get(row_key(ids[b, :n].tolist()))
+                target = self.targets.get(row_key(ids[b, :n]))
                 if target is not None:
                     out.append((b, 0, target))
             return out
-        positions = inputs["position_ids"]  # padding-free: items packed in a row, each starting at position 0
+        positions = inputs["position_ids"].cpu().numpy()  # padding-free: packed items, each from position 0
         for b in range(ids.shape[0]):
-            starts = (positions[b] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+            starts = (positions[b] == 0).nonzero()[0].tolist() + [ids.shape[1]]
             for start, end in zip(starts, starts[1:]):
-                target = self.targets.get(row_key(ids[b, start:end].tolist()))
+                target = self.targets.get(row_key(ids[b, start:end]))
                 if target is not None:
                     out.append((b, start, target))
         return out

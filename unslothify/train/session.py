@@ -46,6 +46,7 @@ class FineTune:
         self.inputs = TrainingInputs(tokenizer, progress)  # the tokenised data, kept while the config matches
         self.retention_probes = None  # the general questions the base answers, filtered once per session
         self.timings: dict = {}  # what a step costs on this machine, per training data (plan.py)
+        self.retention_targets: dict = {}  # the base model's answers on replay rows (retention.py), per row
         self.said: set[str] = set()  # plans said already (run says its plan with the time estimate)
         if note := interrupts.announcement(self.run):
             progress(note)
@@ -173,9 +174,9 @@ class FineTune:
 
         data = self.training_data(cfg)
         key = repr([cfg.per_device_train_batch_size, cfg.max_seq_length, cfg.packing, cfg.gradient_checkpointing,
-                    self.inputs.made_from])
+                    bool(cfg.retention_weight), self.inputs.made_from])
         if key not in self.timings:
-            self.timings[key] = measure(cfg, self.model, self.tokenizer, data.train)
+            self.timings[key] = measure(cfg, self.model, self.tokenizer, data.train, self.retention_term(cfg, data))
         return self.timings[key]
 
     def probe_for(self, cfg: Config, data: TrainingData):
@@ -193,10 +194,11 @@ class FineTune:
 
     def retention_term(self, cfg: Config, data: TrainingData):
         """The retention term of this call (retention.py): the base model's answers on the replay rows, taken
-        with the adapter off; None at retention_weight 0 or without replay rows."""
+        with the adapter off once per session; None at retention_weight 0 or without replay rows."""
         from .retention import RetentionTerm
 
-        return RetentionTerm.build(self.model, data.replay_rows, cfg.retention_weight, self.progress)
+        return RetentionTerm.build(self.model, data.replay_rows, cfg.retention_weight, self.progress,
+                                   known=self.retention_targets)
 
     def discard_interrupted(self):
         interrupts.clear(self.run)
