@@ -71,9 +71,9 @@ SET_NAMES = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 r
                         "`eval/outside_general.jsonl`"}
 
 
-def measured_table() -> str:
-    """`run` on 2 CPU cores with the defaults, over seeds: from docs/measurements/cpu-*.jsonl, which
-    scripts/measure_run.py writes."""
+def measured_table(kind: str = "cpu") -> str:
+    """`run` with the defaults, over seeds, on 2 CPU cores (kind cpu) or a GPU (kind gpu): from
+    docs/measurements/<kind>-*.jsonl, which scripts/measure_run.py writes."""
     def stat(xs, fmt="{:.3f}"):
         xs = [x for x in xs if x is not None]
         if not xs:
@@ -84,7 +84,7 @@ def measured_table() -> str:
             "forward / reverse (tuned) | items trained: recall on their questions (n) | "
             "general retention (tuned / base) | machine, date |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for path in sorted((ROOT / "docs" / "measurements").glob("cpu-*.jsonl")):
+    for path in sorted((ROOT / "docs" / "measurements").glob(f"{kind}-*.jsonl")):
         runs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         if not runs:
             continue
@@ -150,6 +150,7 @@ def t4_line() -> str:
 
 
 SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table,
+            "measured-gpu": lambda: measured_table("gpu"),
             "measured-stages": stages_table, "t4": t4_line}
 
 
