@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""What a training step costs on this machine: the time plan's timed steps (train/plan.py, TRL's SFTTrainer at
-learning rate 0) beside real training calls of the session (train/session.py) with the retention term off and
-on, all in one process on the same model and rows, so the ratios compare like with like.
+"""What a training step costs on this machine: the time plan's timed steps (train/plan.py, the call's own trainer
+and retention term at learning rate 0) beside real training calls of the session (train/session.py) with the
+retention term off and on, all in one process on the same model and rows, so the ratios compare like with like.
 
     python -m scripts.step_cost --set invented --steps 120               # embedded model, the run's recipe
     python -m scripts.step_cost --set invented --steps 120 --profile 25  # and where each call spends its time
@@ -31,6 +31,8 @@ def main():
     p.add_argument("--weights", default="0,4", help="retention weights to time, in order")
     p.add_argument("--callers", default="", help="with --profile: also who calls the functions matching this")
     args = p.parse_args()
+    if args.steps < 12:
+        p.error("--steps: at least 12 (the first 5 steps of a call are not counted)")
 
     from transformers import TrainerCallback
 
@@ -73,12 +75,12 @@ def main():
                 sync()
             self.ends.append(time.perf_counter())
 
-    rows = [{"variant": "plan (SFTTrainer, lr 0)", "seconds_per_step": timing["train_seconds_per_step"]}]
+    rows = [{"variant": "plan (the call's trainer and term, lr 0)", "seconds_per_step": timing["train_seconds_per_step"]}]
     for weight in [float(w) for w in args.weights.split(",")]:
         clock = StepClock()
         ft.callbacks = [clock]
         call_cfg = replace(cfg, retention_weight=weight, evals_per_epoch=0.1, early_stopping_patience=0,
-                           num_train_epochs=args.steps / steps_per_epoch)
+                           num_train_epochs=max(0.1, args.steps / steps_per_epoch))
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()

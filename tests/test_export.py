@@ -56,6 +56,24 @@ def test_verification_catches_a_wrong_merge(merged, trained, tmp_path):
     assert not check.ok
 
 
+def test_a_check_that_cannot_load_its_model_ends_the_other_and_names_what_failed(merged, trained, tmp_path):
+    """The two checks run side by side where both fit (this model does): when the export cannot be loaded, the
+    error names it and the reference's process is ended with it, not left running."""
+    import shutil
+
+    import psutil
+
+    path, _ = merged
+    broken = tmp_path / "no-weights"
+    shutil.copytree(path, broken)
+    for f in broken.glob("*.safetensors"):
+        f.unlink()
+    _, ft, _ = trained
+    with pytest.raises(ExportError, match="could not load .*no-weights"):
+        verify_merged(ft.model, ft.tokenizer, broken, sample_prompt_ids(ft.tokenizer, ["What is Brellmouth?"]))
+    assert not [c for c in psutil.Process().children(recursive=True) if "plain_check" in " ".join(c.cmdline())]
+
+
 @pytest.mark.slow
 def test_gguf_round_trip(merged, trained, tmp_path):
     path, _ = merged

@@ -65,6 +65,6 @@ def test_the_retention_term_keeps_the_base_models_answers_on_replay_rows(tmp_pat
         if weight:  # the session keeps the base's answers it took, and a later call (or the estimate) asks none again
             said = []
             again = RetentionTerm.build(ft.model, data_rows, weight, said.append, known=ft.retention_targets)
-            assert not said and again.targets.keys() == term.targets.keys()
+            assert "taken before in this session" in said[0] and again.targets.keys() == term.targets.keys()
             assert all(torch.equal(again.targets[k].ids, t.ids) for k, t in term.targets.items())
     assert divergence[20.0] < 0.5 * divergence[0.0], divergence

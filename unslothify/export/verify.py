@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,42 +75,62 @@ def _run_plain_check(args: list[str], what: str) -> dict:
     return _run_plain_checks([(args, what)])[0]
 
 
-def _run_plain_checks(jobs: list[tuple[list[str], str]], at_once: bool = False) -> list[dict]:
+def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None = None) -> list[dict]:
     """Run plain_check in fresh processes, one per (args, what), on what GPU memory this process leaves (the
     card's free memory, and under a cap, the cap less what this process holds): a model that does not fit there
-    is spread to RAM. at_once starts them together (each process spends most of its seconds importing torch
-    and transformers; the caller says when both models fit side by side), else one after the other."""
-
-    from ..machine.device import MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
+    is spread to RAM. Where `need_gib` (what all of them take together) fits in what is left of the GPU, or of
+    the RAM on a CPU, they run side by side, each on its share: each process spends most of its seconds
+    importing torch and transformers. Otherwise one after the other, each on all that is left."""
+    from ..machine.device import CUDA_CONTEXT_GIB, MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
 
     free_cuda_memory()  # cached blocks this process no longer uses go back first
-    results: list[dict] = []
+    room = gpu_memory_left_gib()
+    at_once = need_gib is not None and len(jobs) > 1 and need_gib + len(jobs) * CUDA_CONTEXT_GIB <= (
+        room if room is not None else _ram_left_gib())
+    results: dict[int, dict] = {}
+    running: dict[int, tuple] = {}
     with tempfile.TemporaryDirectory() as td:
-        running = []
-        for i, (args, what) in enumerate(jobs):
-            left = gpu_memory_left_gib()
-            out = Path(td) / f"out{i}.pt"
-            cmd = [sys.executable, "-m", "unslothify.export.plain_check", *args, "--out", str(out)]
-            if left is not None:
-                cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
-                                                                os.environ.get("PYTHONPATH", "")])}
-            if left is not None and memory_cap_gib():
-                env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            running.append((proc, out, what))
-            if not at_once:
-                results.append(_finished(*running.pop()))
-        results += [_finished(*r) for r in running]
-    return results
+        try:
+            for i, (args, what) in enumerate(jobs):
+                left = room / len(jobs) if at_once and room is not None else gpu_memory_left_gib()
+                out, log = Path(td) / f"out{i}.pt", Path(td) / f"stderr{i}.txt"
+                cmd = [sys.executable, "-m", "unslothify.export.plain_check", *args, "--out", str(out)]
+                if left is not None:
+                    cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
+                                                                    os.environ.get("PYTHONPATH", "")])}
+                if left is not None and memory_cap_gib():
+                    env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
+                # stderr to a file: a pipe nobody reads while another process is awaited could fill and stall it
+                with open(log, "w") as err:
+                    running[i] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env), out, log,
+                                  what)
+                if not at_once:
+                    running[i][0].wait()
+                while running and (not at_once or i == len(jobs) - 1):
+                    for j, job in list(running.items()):  # the first to end is read first: a failure ends them all
+                        if job[0].poll() is not None:
+                            results[j] = _finished(*job)
+                            del running[j]
+                    time.sleep(0.1 if running else 0)
+        finally:
+            for proc, *_ in running.values():  # a check that failed, or an interrupt: the others end with it
+                proc.kill()
+                proc.wait()
+    return [results[i] for i in range(len(jobs))]
 
 
-def _finished(proc, out: Path, what: str) -> dict:
+def _ram_left_gib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().available / 2**30 - 2
+
+
+def _finished(proc, out: Path, log: Path, what: str) -> dict:
     import torch
 
-    _, stderr = proc.communicate()
     if proc.returncode != 0:
-        raise ExportError(f"Plain transformers could not load {what}:\n{stderr[-3000:]}")
+        raise ExportError(f"Plain transformers could not load {what}:\n{log.read_text()[-3000:]}")
     return torch.load(out)
 
 
@@ -202,24 +223,13 @@ def dtype_for(params: int) -> str:
 def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]]) -> MergeCheck:
     params = model_params(model)
     dtype = dtype_for(params)
+    # side by side where both fit: the reference at 4 bytes a parameter (its base loads as it was trained, then
+    # computes in dtype), the export at dtype's size, and a quarter more for activations
+    need_gib = params * (4 + (4 if dtype == "float32" else 2)) * 1.25 / 2**30
     with tempfile.TemporaryDirectory() as td:
         reference = _reference_job(model, prompt_ids, dtype, Path(td))
         merged = ([str(merged_dir), str(_prompts_file(prompt_ids, Path(td))), "--dtype", dtype], str(merged_dir))
-        ref, plain = _run_plain_checks([reference, merged], at_once=_both_fit(params, dtype))
+        ref, plain = _run_plain_checks([reference, merged], need_gib=need_gib)
     check = compare(ref, plain, merge_tolerance(model))
     check.outputs = plain
     return check
-
-
-def _both_fit(params: int, dtype: str) -> bool:
-    """Whether the reference and the export fit side by side (each in dtype, with a quarter more for
-    activations) in what is left of the GPU, or of the RAM on a CPU: then both are checked at once."""
-    from ..machine.device import gpu_memory_left_gib
-
-    need_gib = 2 * params * (4 if dtype == "float32" else 2) * 1.25 / 2**30
-    left = gpu_memory_left_gib()
-    if left is None:
-        import psutil
-
-        left = psutil.virtual_memory().available / 2**30 - 2
-    return need_gib <= left

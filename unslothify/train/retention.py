@@ -79,10 +79,12 @@ class RetentionTerm:
                     top = torch.log_softmax(logits[positions].float(), dim=-1).topk(TOP_K, dim=-1)
                     known[row_key(row["input_ids"])] = Target(positions, top.indices, top.values) if len(positions) \
                         else None
-            progress(f"Retention term: the base model's answers on {len(missing)} replay rows kept as its top {TOP_K} "
-                     f"next tokens at each answer token ({time.perf_counter() - started:.1f} s); retention_weight "
-                     f"{weight:g}.")
+            took = f"taken now ({time.perf_counter() - started:.1f} s)"
+        else:
+            took = "taken before in this session"
         targets = {k: known[k] for k in (row_key(r["input_ids"]) for r in rows) if known.get(k) is not None}
+        progress(f"Retention term: the base model's answers on {len(targets)} replay rows, kept as its top {TOP_K} "
+                 f"next tokens at each answer token, {took}; retention_weight {weight:g}.")
         return cls(weight, targets, rows)
 
     def divergence(self, model) -> float:
