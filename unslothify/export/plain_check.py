@@ -17,8 +17,9 @@ import json
 import sys
 
 
-def _ram_gib() -> float:
-    """The RAM free for offloaded layers, with a margin for this process's own tensors."""
+def ram_left_gib() -> float:
+    """The RAM free for offloaded layers (or for the checks side by side), with a margin for a process's own
+    tensors."""
     import psutil
 
     return max(1.0, psutil.virtual_memory().available / 2**30 - 2)
@@ -36,7 +37,7 @@ def load(args):
     kwargs = {"dtype": load_dtype, "device_map": device if args.dtype == "float32" else "auto"}
     if kwargs["device_map"] == "auto" and args.max_gpu_gib is not None and device == "cuda":
         # what the process that started this one leaves of the card; the rest of the model goes to RAM
-        kwargs["max_memory"] = {0: f"{args.max_gpu_gib}GiB", "cpu": f"{_ram_gib():.0f}GiB"}
+        kwargs["max_memory"] = {0: f"{args.max_gpu_gib}GiB", "cpu": f"{ram_left_gib():.0f}GiB"}
     if args.gguf:
         kwargs = {"gguf_file": args.gguf, "dtype": dtype}
     if args.quantization:

@@ -82,11 +82,12 @@ def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None 
     the RAM on a CPU, they run side by side, each on its share: each process spends most of its seconds
     importing torch and transformers. Otherwise one after the other, each on all that is left."""
     from ..machine.device import CUDA_CONTEXT_GIB, MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
+    from .plain_check import ram_left_gib
 
     free_cuda_memory()  # cached blocks this process no longer uses go back first
     room = gpu_memory_left_gib()
     at_once = need_gib is not None and len(jobs) > 1 and need_gib + len(jobs) * CUDA_CONTEXT_GIB <= (
-        room if room is not None else _ram_left_gib())
+        room if room is not None else ram_left_gib())
     results: dict[int, dict] = {}
     running: dict[int, tuple] = {}
     with tempfile.TemporaryDirectory() as td:
@@ -107,23 +108,17 @@ def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None 
                                   what)
                 if not at_once:
                     running[i][0].wait()
-                while running and (not at_once or i == len(jobs) - 1):
-                    for j, job in list(running.items()):  # the first to end is read first: a failure ends them all
-                        if job[0].poll() is not None:
-                            results[j] = _finished(*job)
-                            del running[j]
-                    time.sleep(0.1 if running else 0)
+                    results[i] = _finished(*running.pop(i))
+            while running:  # side by side: the first to end is read first, and a failure ends the others
+                for j, job in list(running.items()):
+                    if job[0].poll() is not None:
+                        results[j] = _finished(*running.pop(j))
+                time.sleep(0.1 if running else 0)
         finally:
             for proc, *_ in running.values():  # a check that failed, or an interrupt: the others end with it
                 proc.kill()
                 proc.wait()
     return [results[i] for i in range(len(jobs))]
-
-
-def _ram_left_gib() -> float:
-    import psutil
-
-    return psutil.virtual_memory().available / 2**30 - 2
 
 
 def _finished(proc, out: Path, log: Path, what: str) -> dict:
@@ -146,20 +141,23 @@ def plain_transformers_outputs(model_dir: Path, prompt_ids: list[list[int]], ggu
     float32 up to FLOAT32_LIMIT parameters, else in the precision the card has)."""
     dtype = dtype or dtype_for(exported_params(Path(model_dir)))
     with tempfile.TemporaryDirectory() as td:
-        args = [str(model_dir), str(_prompts_file(prompt_ids, Path(td))), "--dtype", dtype]
-        if gguf_file:
-            args += ["--gguf", gguf_file]
-        return _run_plain_check(args, f"{model_dir}{' / ' + gguf_file if gguf_file else ''}")
+        return _run_plain_check(*_export_job(model_dir, _prompts_file(prompt_ids, Path(td)), dtype, gguf_file))
+
+
+def _export_job(model_dir: Path, prompts: Path, dtype: str, gguf_file: str | None = None) -> tuple[list[str], str]:
+    """plain_check's arguments for an exported model (a GGUF file in its folder where given)."""
+    args = [str(model_dir), str(prompts), "--dtype", dtype] + (["--gguf", gguf_file] if gguf_file else [])
+    return args, f"{model_dir}{' / ' + gguf_file if gguf_file else ''}"
 
 
 def reference_outputs(model, prompt_ids: list[list[int]], dtype: str = "float32") -> dict:
     """Logits and greedy continuations of the adapter on its base, as trained: the adapter is saved from
     memory and loaded with its base by plain transformers + PEFT in another process."""
     with tempfile.TemporaryDirectory() as td:
-        return _run_plain_check(*_reference_job(model, prompt_ids, dtype, Path(td)))
+        return _run_plain_check(*_reference_job(model, _prompts_file(prompt_ids, Path(td)), dtype, Path(td)))
 
 
-def _reference_job(model, prompt_ids: list[list[int]], dtype: str, folder: Path) -> tuple[list[str], str]:
+def _reference_job(model, prompts: Path, dtype: str, folder: Path) -> tuple[list[str], str]:
     """plain_check's arguments for the adapter on its base (the adapter saved into folder)."""
     base = model.get_base_model()
     quantization = getattr(base.config, "quantization_config", None)
@@ -169,7 +167,7 @@ def _reference_job(model, prompt_ids: list[list[int]], dtype: str, folder: Path)
     adapter = folder / "adapter"
     model.save_pretrained(str(adapter))
     trained_dtype = next(p for p in base.parameters() if p.is_floating_point() and not hasattr(p, "quant_state"))
-    args = [base_path, str(_prompts_file(prompt_ids, folder)), "--adapter", str(adapter), "--dtype", dtype,
+    args = [base_path, str(prompts), "--adapter", str(adapter), "--dtype", dtype,
             "--load-dtype", str(trained_dtype.dtype)]
     if quantization and is_4bit(model):
         args += ["--quantization", json.dumps(quantization, default=lambda o: str(o).removeprefix("torch."))]
@@ -227,9 +225,9 @@ def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]
     # computes in dtype), the export at dtype's size, and a quarter more for activations
     need_gib = params * (4 + (4 if dtype == "float32" else 2)) * 1.25 / 2**30
     with tempfile.TemporaryDirectory() as td:
-        reference = _reference_job(model, prompt_ids, dtype, Path(td))
-        merged = ([str(merged_dir), str(_prompts_file(prompt_ids, Path(td))), "--dtype", dtype], str(merged_dir))
-        ref, plain = _run_plain_checks([reference, merged], need_gib=need_gib)
+        prompts = _prompts_file(prompt_ids, Path(td))
+        jobs = [_reference_job(model, prompts, dtype, Path(td)), _export_job(merged_dir, prompts, dtype)]
+        ref, plain = _run_plain_checks(jobs, need_gib=need_gib)
     check = compare(ref, plain, merge_tolerance(model))
     check.outputs = plain
     return check

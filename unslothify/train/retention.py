@@ -102,8 +102,8 @@ class RetentionTerm:
 
     def pieces(self, inputs) -> list[tuple[int, int, Target]]:
         """(row of the batch, offset of the piece in it, target) for every replay row in a collated batch."""
-        # one copy to the host per batch: on a GPU each .tolist() of a device tensor waits for the queue, and a
-        # small model's step is bound by the host issuing kernels
+        # the tokens (and the mask or positions) copied to the host once per batch, not a .tolist() per row: on
+        # a GPU each copy of a device tensor waits for the queue, and a small model's step is bound by the host
         ids = inputs["input_ids"].cpu().numpy()
         out = []
         if "attention_mask" in inputs:  # right-padded rows, one item each
