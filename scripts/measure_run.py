@@ -39,6 +39,16 @@ SETS = {  # data, held-out questions, general questions
 MEASUREMENTS = ROOT / "docs" / "measurements"
 
 
+def run_flags(name: str, folder: Path) -> list[str]:
+    """`run`'s flags for a set, with its data copied into folder (the augmented file lands beside the copy) and
+    the run's output there."""
+    data, questions, general = SETS[name]
+    copy = folder / data.name
+    shutil.copy2(data, copy)
+    return ["--data", str(copy), "--eval-questions", str(questions), "--general-questions", str(general),
+            "--output", str(folder / "run")]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", choices=sorted(SETS), default="domain")
@@ -49,15 +59,11 @@ def main():
     from unslothify.machine.device import has_cuda, machine
 
     out = Path(args.out or MEASUREMENTS / f"{'gpu' if has_cuda() else 'cpu'}-{args.set}.jsonl")
-    data, questions, general = SETS[args.set]
+    data = SETS[args.set][0]
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as td:
-            copy = Path(td) / data.name
-            shutil.copy2(data, copy)
-            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", "--data", str(copy),
-                   "--eval-questions", str(questions), "--general-questions", str(general),
-                   "--output", str(Path(td) / "run"), "--seed", str(seed),
-                   *args.args.split()]
+            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", *run_flags(args.set, Path(td)),
+                   "--seed", str(seed), *args.args.split()]
             load = os.getloadavg()[0]
             started = time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -18,9 +18,11 @@ import cProfile
 import io
 import json
 import pstats
+import tempfile
 import time
+from pathlib import Path
 
-from .measure_run import SETS
+from .measure_run import SETS, run_flags
 
 
 def main():
@@ -43,17 +45,7 @@ def main():
     from unslothify.machine.device import has_cuda, machine
     from unslothify.train.session import FineTune
 
-    import tempfile
-
-    data, questions, general = SETS[args.set]
-    work = tempfile.mkdtemp()
-    import shutil
-    from pathlib import Path
-
-    copy = Path(work) / data.name
-    shutil.copy2(data, copy)
-    cli = build_parser().parse_args(["run", "--model", "embedded", "--data", str(copy), "--eval-questions", str(questions),
-                                     "--general-questions", str(general), "--output", str(Path(work) / "run")])
+    cli = build_parser().parse_args(["run", "--model", "embedded", *run_flags(args.set, Path(tempfile.mkdtemp()))])
     cfg = replace(config_from_args(cli), max_train_minutes=0.0)
     prepared = prepare(cfg, progress=lambda *_: None)
     ft = FineTune.start(cfg, progress=lambda *_: None)
