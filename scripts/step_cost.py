@@ -20,6 +20,7 @@ import json
 import pstats
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .measure_run import SETS, run_flags
@@ -32,6 +33,7 @@ def main():
     p.add_argument("--profile", type=int, default=0, help="print this many functions of each call, by time")
     p.add_argument("--weights", default="0,4", help="retention weights to time, in order")
     p.add_argument("--callers", default="", help="with --profile: also who calls the functions matching this")
+    p.add_argument("--out", default=None, help="append the JSON lines here (e.g. docs/measurements/step-cost.jsonl)")
     args = p.parse_args()
     if args.steps < 12:
         p.error("--steps: at least 12 (the first 5 steps of a call are not counted)")
@@ -90,10 +92,14 @@ def main():
                 stats.print_callers(args.callers)
             print(text.getvalue())
     base = rows[0]["seconds_per_step"]
+    date = datetime.now(timezone.utc).isoformat(timespec="minutes")
     for r in rows:
         r.update(ratio_to_plan=round(r["seconds_per_step"] / base, 3), seconds_per_step=round(r["seconds_per_step"], 4),
-                 machine=machine(), set=args.set)
+                 machine=machine(), set=args.set, date=date)
         print(json.dumps(r))
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":
