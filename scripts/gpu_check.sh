@@ -171,7 +171,7 @@ for step in "${steps[@]}"; do
       # `run` as a user runs it, on the embedded model, alone on the card (docs/measurements/gpu-<set>.jsonl)
       for s in ${MEASURE_SETS:-invented domain}; do
         timeout "${MEASURE_TIMEOUT:-1200}" python3 -m scripts.measure_run --set "$s" --seeds "${MEASURE_SEEDS:-1}" \
-            --args "--model embedded" --out "$OUT/gpu-$s.jsonl" 2>&1 | tee -a "$OUT/measure.log"
+            --args "--model embedded" --out "$OUT/gpu-$s.jsonl" --logs "$OUT/logs" 2>&1 | tee -a "$OUT/measure.log"
         r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       done ;;
     agreement)

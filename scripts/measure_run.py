@@ -55,6 +55,7 @@ def main():
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--args", default="", help="more flags for run, e.g. '--epochs 2'")
     p.add_argument("--out", default=None)
+    p.add_argument("--logs", default=None, help="a folder for each run's output, every line with its second")
     args = p.parse_args()
     from unslothify.machine.device import has_cuda, machine
 
@@ -66,7 +67,8 @@ def main():
                    "--seed", str(seed), *args.args.split()]
             load = os.getloadavg()[0]
             started = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            log = Path(args.logs) / f"{args.set}-seed{seed}.log" if args.logs else None
+            proc = timed_run(cmd, log)
             wall = time.perf_counter() - started
             if proc.returncode not in (0, 4):
                 print(proc.stderr[-3000:], file=sys.stderr)
@@ -87,6 +89,31 @@ def main():
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
             print(json.dumps({k: row[k] for k in ("set", "seed", "wall_seconds", "epochs")} |
                              {k: summary.get(k) for k in ("tuned_recall", "tuned_general", "base_general", "retention")}), flush=True)
+
+
+def timed_run(cmd: list[str], log: Path | None) -> subprocess.CompletedProcess:
+    """Run cmd in the repository; with a log, every line it writes (stdout and stderr, a progress bar's redraws
+    included) is kept there with the seconds since the start, which is where a stage's time is found."""
+    if log is None:
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    import threading
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started, lock, kept = time.perf_counter(), threading.Lock(), {"stdout": [], "stderr": []}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(log, "w", encoding="utf-8") as f:
+        def pump(stream, name):
+            for line in stream:  # text mode: a carriage return ends a line too
+                kept[name].append(line)
+                with lock:
+                    f.write(f"{time.perf_counter() - started:8.1f} {name[3]} {line.rstrip()}\n")
+                    f.flush()
+        readers = [threading.Thread(target=pump, args=(getattr(proc, n), n)) for n in kept]
+        for r in readers:
+            r.start()
+        for r in readers:
+            r.join()
+    return subprocess.CompletedProcess(cmd, proc.wait(), "".join(kept["stdout"]), "".join(kept["stderr"]))
 
 
 def error_classes(eval_file: Path, data: Path) -> dict:
