@@ -45,6 +45,7 @@ def main():
     from unslothify.data.prepare import prepare
     from unslothify.data.augment import augment
     from unslothify.machine.device import has_cuda, machine
+    from unslothify.train.plan import plan
     from unslothify.train.session import FineTune
 
     cli = build_parser().parse_args(["run", "--model", "embedded", *run_flags(args.set, Path(tempfile.mkdtemp()))])
@@ -69,7 +70,12 @@ def main():
                 sync()
             self.ends.append(time.perf_counter())
 
-    rows = [{"variant": "plan (the call's trainer and term, lr 0)", "seconds_per_step": timing["train_seconds_per_step"]}]
+    # the plan's steady step on this set's batches (its one-off seconds aside), as plan() sizes a call
+    one_epoch = plan(cfg, timing, [len(r) for r in data_.train["input_ids"]], 0, 0, False, epochs=1.0)
+    planned = (one_epoch["training"] - timing.get("train_one_off_seconds", 0.0)) / one_epoch["steps"]
+    rows = [{"variant": "plan (the call's trainer and term, lr 0)", "seconds_per_step": planned,
+             "one_off_seconds": round(timing.get("train_one_off_seconds", 0.0), 2),
+             "timed_step_seconds": timing.get("timed_step_seconds")}]
     for weight in [float(w) for w in args.weights.split(",")]:
         clock = StepClock()
         ft.callbacks = [clock]

@@ -4,7 +4,7 @@ the GPU memory model. Numbers worked out by hand in each test."""
 import pytest
 
 from unslothify.config import load_config, replace
-from unslothify.train.plan import padded_tokens, plan
+from unslothify.train.plan import fit_step_cost, padded_tokens, plan, spanning_rows
 from unslothify.machine.fit import memory_needed_gib
 from unslothify.train.args import Call, sft_args
 
@@ -60,6 +60,24 @@ def test_plan_sizes_each_stage():
     packed = plan(replace(cfg, max_seq_length=400), timing, lengths, 32, 16, False, packed=True)
     assert packed["steps"] == 6, "4000 tokens in rows of 400, 4 rows a step: 3 steps an epoch"
     assert packed["training"] == pytest.approx(2 * 4000 * 0.001) and packed["export"] == 0.0
+    fixed = plan(cfg, {**timing, "train_seconds_per_step": 0.2, "train_one_off_seconds": 7.0}, lengths, 0, 0, False,
+                 packed=False)
+    assert fixed["training"] == pytest.approx(20 * 0.2 + 2 * 4000 * 0.001 + 7.0), "per step, per token, once"
+
+
+def test_step_cost_is_fitted_as_a_cost_per_step_and_per_token():
+    tokens = [800, 600, 400, 200]
+    assert fit_step_cost([0.25 + 0.001 * t for t in tokens], tokens) == pytest.approx((0.25, 0.001))
+    assert fit_step_cost([0.3, 0.3, 0.2, 0.4], tokens) == pytest.approx((0.3, 0.0)), "longer rows no dearer: per step"
+    assert fit_step_cost([0.9, 0.6, 0.45, 0.1], tokens) == pytest.approx((0.0, 2.05 / 2000)), "a < 0: per token"
+    assert fit_step_cost([0.5, 0.7], [400, 400]) == pytest.approx((0.6, 0.0)), "one size: its mean per step"
+
+
+def test_timed_rows_span_the_lengths():
+    lengths = list(range(100, 0, -1))  # row i is 100 - i tokens long
+    rows = spanning_rows(lengths, batch=2, steps=3)
+    assert sorted(lengths[i] for i in rows) == [1, 21, 41, 60, 80, 100], "evenly spaced ranks, shortest to longest"
+    assert sorted(spanning_rows([5, 6, 7], batch=2, steps=3)) == [0, 1, 2], "fewer rows than asked: all of them"
 
 
 def test_gpu_memory_model():

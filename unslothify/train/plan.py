@@ -33,24 +33,65 @@ def padded_tokens(lengths: list[int], batch: int, grouped: bool, seed: int = 0) 
     return sum(batch * max(order[i:i + batch]) for i in range(0, len(order), batch))
 
 
-TIMED_STEPS = 4  # timed after two warm-up steps
+WARMUP_STEPS = 2
+
+
+def timed_steps() -> int:
+    """Steps timed after the warm-up: on a GPU a step is cheap and Unsloth's compiled blocks recompile for new
+    shapes in the first steps, so a dozen steps leave a steady majority; on a CPU each step costs a second or
+    more, and six span the rows' lengths."""
+    return 12 if has_cuda() else 6
 
 
 def measure(cfg, model, tokenizer, train_dataset, retention=None) -> dict:
-    """What this machine takes per padded token of a training step and per greedy decoding step. The training
-    figure comes from the call's own trainer (TRL's collator, forward, backward, optimizer, logging) run for a
-    few steps on the call's own rows at learning rate 0, so the weights do not move: the first two steps pay
-    one-off costs (kernels chosen, memory mapped: on 2 CPU cores 1.8x and 2.7x a steady step) and are not
-    counted. Timing the model's forward and backward alone read 1.6x fast on a slow 2-core machine (the
-    optimizer, the collator and the per-step logging it left out), and on a GPU, where a small model's step
-    costs the same whatever its rows, it left out most of the step. The trainer is the call's own, with its
-    retention term (train/retention.py) where the call has one: timed with plain SFTTrainer steps, training
-    with the term ran 1.6-1.9x the estimate on an H100 (2026-12-06; 1.07x before the term was on)."""
+    """What this machine takes per training step and per padded token, and per greedy decoding step. The
+    training figures come from the call's own trainer (TRL's collator, forward, backward, optimizer, logging,
+    its retention term, train/retention.py) run for a few steps at learning rate 0, so the weights do not move.
+    Timing the model's forward and backward alone read 1.6x fast on a slow 2-core machine (it left out the
+    optimizer, the collator and the per-step logging), and timing plain SFTTrainer steps without the term
+    read 1.6-1.9x fast on an H100. See _train_step_seconds for how the steps are chosen and read."""
     return {**_train_step_seconds(cfg, model, tokenizer, train_dataset, retention),
             **_decode_step_seconds(model, tokenizer, train_dataset["input_ids"][0][:32])}
 
 
+def spanning_rows(lengths: list[int], batch: int, steps: int) -> list[int]:
+    """Indices of batch x steps rows at evenly spaced ranks of length: grouped by length (the trainer sorts a
+    set this small longest first), their batches run from the longest rows to the shortest, so the timed steps
+    span the call's step sizes instead of repeating its longest batches (the first ones a grouped call takes)."""
+    want = batch * steps
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    if len(order) <= want:
+        return order
+    return [order[round(i * (len(order) - 1) / (want - 1))] for i in range(want)]
+
+
+def fit_step_cost(seconds: list[float], tokens: list[int]) -> tuple[float, float]:
+    """(seconds per step, seconds per padded token) of the line seconds = a + b x tokens through the timed
+    steps. A step costs both: on a CPU nearly all of it grows with the tokens; a small model on a GPU is bound
+    by the host issuing kernels, so its steps cost about the same whatever their length (an H100, 2026-12-06:
+    0.23 s a step on the invented set and on domain.jsonl, whose rows are 1.4x longer; a per-token figure
+    alone, timed on a grouped call's longest batches, read domain.jsonl's training 23-42 % short there). The
+    line is kept within a >= 0 and b >= 0."""
+    n = len(seconds)
+    mean_t, mean_s = sum(tokens) / n, sum(seconds) / n
+    spread = sum((t - mean_t) ** 2 for t in tokens)
+    b = sum((t - mean_t) * (s - mean_s) for t, s in zip(tokens, seconds)) / spread if spread else 0.0
+    if spread == 0 or b <= 0:
+        return mean_s, 0.0
+    a = mean_s - b * mean_t
+    if a < 0:
+        return 0.0, sum(seconds) / sum(tokens)
+    return a, b
+
+
 def _train_step_seconds(cfg, model, tokenizer, train_dataset, retention=None) -> dict:
+    """The call's trainer, run for WARMUP_STEPS + timed_steps() steps. Unpacked, its rows are spanning_rows; a
+    packed step is max_seq_length tokens whatever its rows, so those are the call's own. The warm-up steps pay
+    one-off costs (kernels chosen, memory mapped; on 2 CPU cores 1.8x and 2.7x a steady step; on a GPU the
+    compiled blocks, 17-26 s for the embedded model on an H100), and a timed step over twice the median is a
+    recompile at a new shape: neither is fitted. What they took beyond the fitted line is kept as the one-off
+    seconds, which a training call pays again (on the H100 its first step and the first steps after each
+    evaluation took 5-15 s more than a steady step)."""
     import tempfile
 
     from transformers import PrinterCallback, TrainerCallback
@@ -58,8 +99,7 @@ def _train_step_seconds(cfg, model, tokenizer, train_dataset, retention=None) ->
     from .trainer import trainer_class
 
     from ..model.load import for_training
-    from .args import Call, sft_args
-    from ..machine.device import has_cuda
+    from .args import Call, packed, sft_args
 
     import datasets
 
@@ -87,22 +127,32 @@ def _train_step_seconds(cfg, model, tokenizer, train_dataset, retention=None) ->
             return batch
         return collate_and_count
 
+    steps = WARMUP_STEPS + timed_steps()
+    rows = train_dataset
+    if not packed(cfg):
+        rows = train_dataset.select(spanning_rows([len(r) for r in train_dataset["input_ids"]],
+                                                  cfg.per_device_train_batch_size, steps))
     timer = Timer()
     with tempfile.TemporaryDirectory() as out:
         args = sft_args(cfg, Call.of(cfg, 1.0, has_eval=False, output_dir=out))
-        args.learning_rate, args.warmup_steps, args.max_steps = 0.0, 0, 2 + TIMED_STEPS
+        args.learning_rate, args.warmup_steps, args.max_steps = 0.0, 0, steps
         args.report_to, args.disable_tqdm = [], True
         for_training(model)
-        trainer = trainer_class()(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+        trainer = trainer_class()(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
                                   callbacks=[timer])
         trainer.retention = retention
         trainer.remove_callback(PrinterCallback)  # logs each step as a real call does, but prints none of it
         trainer.data_collator = counting(trainer.data_collator)
         trainer.train()
-    per_step = timer.seconds[2:]
-    counted = tokens[2:2 + len(per_step)]
-    return {"train_seconds_per_token": sum(per_step) / max(1, sum(counted)),
-            "train_seconds_per_step": sum(per_step) / max(1, len(per_step))}
+    seconds, counted = timer.seconds, tokens[:len(timer.seconds)]
+    timed = list(zip(seconds, counted))[WARMUP_STEPS:]
+    median = sorted(s for s, _ in timed)[len(timed) // 2]
+    steady = [(s, t) for s, t in timed if s <= 2 * median]
+    per_step, per_token = fit_step_cost([s for s, _ in steady], [t for _, t in steady])
+    one_off = sum(seconds) - sum(per_step + per_token * t for t in counted)
+    return {"train_seconds_per_step": per_step, "train_seconds_per_token": per_token,
+            "train_one_off_seconds": max(0.0, one_off),
+            "timed_step_seconds": [round(s, 4) for s in seconds], "timed_step_tokens": counted}
 
 
 def _decode_step_seconds(model, tokenizer, prompt_ids: list[int]) -> dict:
@@ -161,7 +211,8 @@ def plan(cfg, timing: dict, train_lengths: list[int], eval_questions: int, gener
     probe_generation = timing["decode_step_seconds"] * min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS)
     return {
         "steps": steps,
-        "training": epochs * tokens * timing["train_seconds_per_token"],
+        "training": (steps * timing.get("train_seconds_per_step", 0.0) + epochs * tokens * timing["train_seconds_per_token"]
+                     + timing.get("train_one_off_seconds", 0.0)),
         "probes": (calls(knowledge) + evaluations * calls(knowledge + retention)) * probe_generation,
         "export": 30.0 if export else 0.0,  # two model loads in fresh processes; measured 15-40 s on 2 cores
         # the tuned model answers both files; the base model the questions it has no kept answers for
