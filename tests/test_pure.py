@@ -4,7 +4,7 @@ the GPU memory model. Numbers worked out by hand in each test."""
 import pytest
 
 from unslothify.config import load_config, replace
-from unslothify.train.plan import fit_step_cost, padded_tokens, plan, spanning_rows
+from unslothify.train.plan import fit_step_cost, padded_tokens, plan, spanning_rows, timed_enough
 from unslothify.machine.fit import memory_needed_gib
 from unslothify.train.args import Call, sft_args
 
@@ -71,6 +71,14 @@ def test_step_cost_is_fitted_as_a_cost_per_step_and_per_token():
     assert fit_step_cost([0.3, 0.3, 0.2, 0.4], tokens) == pytest.approx((0.3, 0.0)), "longer rows no dearer: per step"
     assert fit_step_cost([0.9, 0.6, 0.45, 0.1], tokens) == pytest.approx((0.0, 2.05 / 2000)), "a < 0: per token"
     assert fit_step_cost([0.5, 0.7], [400, 400]) == pytest.approx((0.6, 0.0)), "one size: its mean per step"
+
+
+def test_timing_stops_early_only_where_steps_are_slow():
+    warm = [30.0, 12.0]
+    assert timed_enough(warm + [6.0, 5.5, 7.0, 5.0]), "a T4's packed 7B steps: 4 timed are enough"
+    assert not timed_enough(warm + [6.0, 5.5, 7.0]), "at least 4 timed"
+    assert not timed_enough(warm + [0.15, 0.16, 11.0, 9.0, 0.15]), "two recompiles among fast steps: keep timing"
+    assert not timed_enough([1.3] * 8), "2 CPU cores: all the steps asked"
 
 
 def test_timed_rows_span_the_lengths():
