@@ -4,7 +4,7 @@ the GPU memory model. Numbers worked out by hand in each test."""
 import pytest
 
 from unslothify.config import load_config, replace
-from unslothify.train.plan import fit_step_cost, padded_tokens, plan, spanning_rows, timed_enough
+from unslothify.train.plan import fit_step_cost, padded_tokens, plan, read_timed_steps, spanning_rows, timed_enough
 from unslothify.machine.fit import memory_needed_gib
 from unslothify.train.args import Call, sft_args
 
@@ -71,6 +71,16 @@ def test_step_cost_is_fitted_as_a_cost_per_step_and_per_token():
     assert fit_step_cost([0.3, 0.3, 0.2, 0.4], tokens) == pytest.approx((0.3, 0.0)), "longer rows no dearer: per step"
     assert fit_step_cost([0.9, 0.6, 0.45, 0.1], tokens) == pytest.approx((0.0, 2.05 / 2000)), "a < 0: per token"
     assert fit_step_cost([0.5, 0.7], [400, 400]) == pytest.approx((0.6, 0.0)), "one size: its mean per step"
+
+
+def test_timed_steps_are_read_without_their_warm_up_and_recompiles():
+    # two warm-up steps, then steps of 0.1 s + 0.001 s a token, one of them a 5-second recompile
+    tokens = [400, 400, 800, 600, 400, 200, 400, 600]
+    seconds = [9.0, 3.0] + [0.1 + 0.001 * t for t in tokens[2:]]
+    seconds[5] += 5.0
+    read = read_timed_steps(seconds, tokens)
+    assert (read["train_seconds_per_step"], read["train_seconds_per_token"]) == pytest.approx((0.1, 0.001))
+    assert read["train_one_off_seconds"] == pytest.approx(9.0 + 3.0 - 2 * 0.5 + 5.0), "warm-up and recompile, once"
 
 
 def test_timing_stops_early_only_where_steps_are_slow():

@@ -97,13 +97,9 @@ def fit_step_cost(seconds: list[float], tokens: list[int]) -> tuple[float, float
 
 
 def _train_step_seconds(cfg, model, tokenizer, train_dataset, retention=None) -> dict:
-    """The call's trainer, run for WARMUP_STEPS + timed_steps() steps. Unpacked, its rows are spanning_rows; a
-    packed step is max_seq_length tokens whatever its rows, so those are the call's own. The warm-up steps pay
-    one-off costs (kernels chosen, memory mapped; on 2 CPU cores 1.8x and 2.7x a steady step; on a GPU the
-    compiled blocks, 17-26 s for the embedded model on an H100), and a timed step over twice the median is a
-    recompile at a new shape: neither is fitted. What they took beyond the fitted line is kept as the one-off
-    seconds, which a training call pays again (on the H100 its first step and the first steps after each
-    evaluation took 5-15 s more than a steady step)."""
+    """The call's trainer, run for WARMUP_STEPS + timed_steps() steps (read_timed_steps reads them). Unpacked,
+    its rows are spanning_rows; a packed step is max_seq_length tokens whatever its rows, so those are the
+    call's own."""
     import tempfile
 
     from transformers import PrinterCallback, TrainerCallback
@@ -158,15 +154,24 @@ def _train_step_seconds(cfg, model, tokenizer, train_dataset, retention=None) ->
         trainer.remove_callback(PrinterCallback)  # logs each step as a real call does, but prints none of it
         trainer.data_collator = counting(trainer.data_collator)
         trainer.train()
-    seconds, counted = timer.seconds, tokens[:len(timer.seconds)]
-    timed = list(zip(seconds, counted))[WARMUP_STEPS:]
+    return read_timed_steps(timer.seconds, tokens[:len(timer.seconds)])
+
+
+def read_timed_steps(seconds: list[float], tokens: list[int]) -> dict:
+    """The plan's step costs from each step's seconds and padded tokens. The warm-up steps pay one-off costs
+    (kernels chosen, memory mapped; on 2 CPU cores 1.8x and 2.7x a steady step; on a GPU the compiled blocks,
+    17-26 s for the embedded model on an H100), and a timed step over twice the median is a recompile at a new
+    shape: neither is fitted. What they took beyond the fitted line is kept as the one-off seconds, which a
+    training call pays again (on the H100 its first step and the first steps after some evaluations took 5-15 s
+    more than a steady step)."""
+    timed = list(zip(seconds, tokens))[WARMUP_STEPS:]
     median = sorted(s for s, _ in timed)[len(timed) // 2]
     steady = [(s, t) for s, t in timed if s <= 2 * median]
     per_step, per_token = fit_step_cost([s for s, _ in steady], [t for _, t in steady])
-    one_off = sum(seconds) - sum(per_step + per_token * t for t in counted)
+    one_off = sum(seconds) - sum(per_step + per_token * t for t in tokens)
     return {"train_seconds_per_step": per_step, "train_seconds_per_token": per_token,
             "train_one_off_seconds": max(0.0, one_off),
-            "timed_step_seconds": [round(s, 4) for s in seconds], "timed_step_tokens": counted}
+            "timed_step_seconds": [round(s, 4) for s in seconds], "timed_step_tokens": tokens}
 
 
 def _decode_step_seconds(model, tokenizer, prompt_ids: list[int]) -> dict:
