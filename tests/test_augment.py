@@ -16,7 +16,7 @@ from unslothify.data import augment as A
 from unslothify.data.augment.checks import check_answer_text, check_question, norm_question, numbers
 from unslothify.data.augment.english import rule_rephrasings
 from unslothify.data.augment.kinds.replay import load_prompts as load_replay_prompts
-from unslothify.data.augment.kinds.reverse import reverse_for
+from unslothify.data.augment.kinds.reverse import common_entities, reverse_for, term_definition, term_reverses
 from unslothify.data.augment.kinds.statement import statement_for
 from unslothify.config import load_config, replace
 from unslothify.data.items import DataError, read_jsonl_items, read_jsonl, split_items
@@ -272,6 +272,40 @@ def test_statements_and_reverse_questions():
     assert reverse_for("How many arches does the Grelling Bridge have?", "The Grelling Bridge has 19 arches.") is None
     assert reverse_for("Which colour do Pellaria rowers wear?",
                          "Pellaria Rowing Club crews race in saffron, the club's official colour.") is None
+
+
+def test_reverse_questions_for_terms_and_not_for_topics():
+    # a term the question asks about, defined where the answer opens: three wordings, each naming the term
+    found = term_reverses("I keep seeing blandfärs in Swedish recipes — what is it?",
+                          "Blandfärs is mixed mince, usually beef and pork ground together.")
+    assert [q for q, _, _ in found] == ["What is mixed mince called?", "What is the word for mixed mince?",
+                                        "Which term means mixed mince?"]
+    assert all(term == "blandfärs" and "blandfärs" in a.lower() for _, a, term in found)
+    assert term_definition("What kind of ingredient is ströbröd?",
+                           "Ströbröd is dried, finely ground breadcrumbs, sold in every shop.") == \
+        ("ströbröd", "dried, finely ground breadcrumbs", "is")
+    assert term_definition("Which country makes lihapullat, and what are they like?",
+                           "Lihapullat are Finnish meatballs, very close to the Swedish kind.") == \
+        ("lihapullat", "Finnish meatballs", "are")
+    # not a definition: a property ("rich in"), a use ("short for"), a yes/no question, a name as the answer
+    assert term_definition("Are lingonberries healthy?", "Lingonberries are rich in fibre.") is None
+    assert term_definition("What is krm?", "Krm is short for kryddmått, the spice measure.") is None
+    assert term_definition("What cheese is Millbeck famous for?",
+                           "Millbeck is famous for a cheese called Blue Tansy.") is None
+    assert reverse_for("What cheese is Millbeck famous for?",
+                       "Millbeck is famous for a cheese called Blue Tansy.")[0] == "What is Blue Tansy?"
+    # a topic many answers name ("Swedish"), a modifier, a date: no "What is Swedish?" or "What is March?"
+    answers = [("What is served at a julbord?", "Swedish dishes such as herring."),
+               ("What do Swedes drink at Christmas?", "Julmust, a Swedish soft drink."),
+               ("What is fika?", "A Swedish coffee break."),
+               ("Which sauce goes with meatballs?", "The Swedish cream sauce gräddsås.")]
+    common = common_entities(answers)
+    assert "swedish" in common
+    assert reverse_for("What kind of food counts as husmanskost?",
+                       "Traditional everyday home cooking, found on Swedish tables.", common) is None
+    assert reverse_for("On what date is the lantern festival of Corvaine held?",
+                       "Corvaine's lantern festival is held on 14 March every year.") is None
+    assert reverse_for("Do Swedish cooks use game meat?", "Yes, especially in northern Sweden.") is None
 
 
 def test_statement_is_trained_on_all_of_its_text(tokenizer):
