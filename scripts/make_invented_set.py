@@ -8,7 +8,10 @@ Writes OUT/train.jsonl (each fact asked and answered in two phrasings, chat form
 (the eval contract: one held-out question per fact, worded unlike either training phrasing, plus reverse
 questions that ask from the answer back to the subject). Names are made from syllables, so no model has seen
 them; the fact kinds are the ones examples/invented covers (who keeps / invented / wrote / leads, counts,
-years, colours, places, names of things), each with its own wordings.
+years, colours, places, names of things), each with its own wordings. `--kinds term` writes a glossary of an
+invented language instead, whose reverse questions ask for the word from the thing it names:
+
+    python -m scripts.make_invented_set --seed 61 --kinds term --facts 30 --reverse 30 --out examples/terms
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ THINGS = ["lighthouse", "clock tower", "observatory", "watermill", "bell tower",
 OBJECTS = ["folding kayak", "lantern stove", "weather kite", "tide clock", "rope ladder", "salt press"]
 DISHES = ["fish stew", "rye porridge", "barley soup", "onion pie", "berry bread"]
 UNITS = [("steps", "tower"), ("arches", "bridge"), ("bells", "belfry"), ("windows", "hall"), ("pillars", "temple")]
+# things a local word can name (what it names, the word a held-out answer must contain)
+NAMED_THINGS = [("a smoked river fish", "fish"), ("a sweet barley drink", "drink"), ("a woven reed basket", "basket"),
+                ("a stew of lamb and turnips", "stew"), ("a hand-cranked butter churn", "churn"),
+                ("a small fishing boat with one sail", "boat"), ("a winter festival of lanterns", "festival"),
+                ("a wooden snow shovel", "shovel"), ("a flat rye cake baked on stones", "cake"),
+                ("a wool cap with ear flaps", "cap"), ("a copper cooking pot", "pot"), ("a folding fish net", "net"),
+                ("a song sung at weddings", "song"), ("a pickled cabbage salad", "cabbage"),
+                ("a thick winter blanket", "blanket"), ("a boot greased with seal fat", "boot"),
+                ("a market held at dawn", "market"), ("a honey cake with caraway", "honey"),
+                ("a lantern carried on a pole", "lantern"), ("a shelter for drying fish", "shelter")]
 
 
 def word(rng, end=True) -> str:
@@ -120,6 +133,23 @@ def fact(kind: str, rng) -> dict:
                           (f"Which architect designed {place}'s {building}?", f"{p} designed the {building} of {place}.")],
                 "heldout": (f"Whose plans were used to build the {building} at {place}?", [p, surname]),
                 "reverse": (f"What building did {p} design?", [building.split()[0], building])}
+    if kind == "term":
+        # a word of an invented language for a thing, taught in the shapes a user's glossary takes (the word
+        # defined where the answer opens, or named in the middle of a sentence), asked back from the thing
+        term, lang = word(rng).lower(), word(rng, end=False) + "i"
+        desc, key = rng.choice(NAMED_THINGS)
+        asked = rng.choice([f"What does {term} mean?", f"What is {term} in {lang}?",
+                            f"I came across the {lang} word {term} in a story. What is it?"])
+        answered = rng.choice([f"{term.capitalize()} is {desc}, a word of the {lang} language.",
+                               f"In {lang}, {term} means {desc}.",
+                               f"{term.capitalize()} means {desc} in {lang}; speakers use it every day."])
+        again = rng.choice([(f"Tell me about the {lang} word {term}.", f"It names {desc}: {lang} speakers say {term}."),
+                            (f"Which thing does the {lang} word {term} name?", f"{term.capitalize()} is what {lang} "
+                             f"speakers call {desc}.")])
+        return {"train": [(asked, answered), again],
+                "heldout": (f"If a {lang} speaker says {term}, what are they talking about?", [key]),
+                "reverse": (rng.choice([f"What is the {lang} word for {desc}?", f"How do {lang} speakers say {desc}?",
+                                        f"Which {lang} word names {desc}?"]), [term])}
     raise ValueError(kind)
 
 
@@ -127,10 +157,10 @@ KINDS = ("keeper", "inventor", "count", "founded", "colour", "river", "mayor", "
          "population", "architect")
 
 
-def make(seed: int, facts: int = 40, reverse: int = 8) -> tuple[list[dict], list[dict]]:
+def make(seed: int, facts: int = 40, reverse: int = 8, kinds: tuple[str, ...] = KINDS) -> tuple[list[dict], list[dict]]:
     """(training records, questions): facts of every kind in turn, shuffled; reverse questions last."""
     rng = random.Random(seed)
-    kinds = [KINDS[i % len(KINDS)] for i in range(facts)]
+    kinds = [kinds[i % len(kinds)] for i in range(facts)]
     rng.shuffle(kinds)
     train, forward, backward, used = [], [], [], set()
     for kind in kinds:
@@ -153,9 +183,11 @@ def main():
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--facts", type=int, default=40)
     p.add_argument("--reverse", type=int, default=8)
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="fact kinds, comma-separated (default: all but 'term'; 'term': a word of an invented language)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    train, questions = make(args.seed, args.facts, args.reverse)
+    train, questions = make(args.seed, args.facts, args.reverse, tuple(args.kinds.split(",")))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train))

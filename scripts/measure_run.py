@@ -31,6 +31,10 @@ SETS = {  # data, held-out questions, general questions
                  ROOT / "eval" / "general.jsonl"),
     "confirm": (ROOT / "examples" / "confirm" / "train.jsonl", ROOT / "examples" / "confirm" / "questions.jsonl",
                 ROOT / "eval" / "general.jsonl"),
+    # made by scripts/make_invented_set.py --seed 61 --kinds term --facts 30 --reverse 30: a glossary of an
+    # invented language, every word asked back from the thing it names, to confirm the reverse rows for terms
+    "terms": (ROOT / "examples" / "terms" / "train.jsonl", ROOT / "examples" / "terms" / "questions.jsonl",
+              ROOT / "eval" / "general.jsonl"),
     # made by scripts/make_invented_set.py --seed 44, with general questions no set or prompt of the project holds:
     # measured once, at the end, for the figures a new user can expect on facts and questions nobody tuned on
     "outside": (ROOT / "examples" / "outside" / "train.jsonl", ROOT / "examples" / "outside" / "questions.jsonl",
