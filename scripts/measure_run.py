@@ -59,7 +59,8 @@ def main():
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--args", default="", help="more flags for run, e.g. '--epochs 2'")
     p.add_argument("--out", default=None)
-    p.add_argument("--logs", default=None, help="a folder for each run's output, every line with its second")
+    p.add_argument("--logs", default=None, help="a folder for each run's output, every line with its second, and "
+                   "its eval file (each question's answers)")
     args = p.parse_args()
     from unslothify.machine.device import has_cuda, machine
 
@@ -88,6 +89,8 @@ def main():
                    "expected": next((line for line in proc.stdout.splitlines() if line.startswith("Expected time")), "")}
             eval_file = Path(summary["run"]) / "eval" / f"{summary['version']}.json"
             row["errors"] = error_classes(eval_file, data)
+            if log is not None:  # each question's answers, beside the run's output (the run's folder goes)
+                shutil.copy2(eval_file, log.with_suffix(".eval.json"))
             out.parent.mkdir(parents=True, exist_ok=True)
             with open(out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")

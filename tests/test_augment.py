@@ -308,6 +308,23 @@ def test_reverse_questions_for_terms_and_not_for_topics():
     assert reverse_for("Do Swedish cooks use game meat?", "Yes, especially in northern Sweden.") is None
 
 
+def test_reverse_rows_on_the_shipped_domain_data(tmp_path):
+    # domain.jsonl's glossary answers ("Kryddpeppar is allspice, ...") get reverse rows that survive the checks
+    # (a sentence-initial "Allspice" is no added name), and its topics get none ("What is Swedish?")
+    shutil.copy2(ROOT / "domain.jsonl", tmp_path / "domain.jsonl")
+    cfg = rules_cfg(tmp_path, rephrasings=0, statements=False, reverse=True)
+    result = A.augment(cfg, prepared_for(cfg), progress=lambda *_: None)
+    rows = {i.messages[0]["content"]: i.messages[-1]["content"] for i in result.added}
+    terms = [q for q in rows if q.startswith("Which term means ")]
+    assert len(terms) >= 30, len(terms)
+    for q in terms:  # each wording answers with the term: "Which term means mixed mince?" -> "Blandfärs means ..."
+        thing = q.removeprefix("Which term means ").removesuffix("?")
+        term = rows[q].removesuffix(f" means {thing}.")
+        assert term != rows[q] and rows[f"What is the word for {thing}?"].lower() == f"the word for {thing} is {term}.".lower()
+    assert not {"What is Swedish?", "What is Sweden?", "What is IKEA?", "What is Christmas?"} & set(rows)
+    assert result.report["rejected"]["reverse"].get("names_added", 0) <= 3, result.report["rejected"]["reverse"]
+
+
 def test_statement_is_trained_on_all_of_its_text(tokenizer):
     from unslothify.data.items import Item
     from unslothify.data.tokens import tokenize_item

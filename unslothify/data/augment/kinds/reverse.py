@@ -244,7 +244,8 @@ def run(ctx) -> None:
         for rq, ra, ent in found:
             reason = "copy" if norm_question(rq) in ctx.existing else None
             reason = reason or check_answer_text(ra, q + " " + ans, (ent,))
-            if reason is None and (names(ra) - names(q + " " + ans)):
+            # a capitalised word the item does not have in any case ("Allspice" opening a sentence is no name)
+            if reason is None and (names(ra) - {w.lower() for w in WORD.findall(q + " " + ans)}):
                 reason = "names_added"
             if reason:
                 ctx.rejects.add("reverse", reason, f"{rq} -> {ra}")
