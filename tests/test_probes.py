@@ -115,6 +115,9 @@ def test_answer_side_asks_for_the_key_term_in_the_answers_sentence():
     # a sentence that would still show a key term gives the answer away: the next one, or none
     assert answer_side("Edda Lindqvist, or Lindqvist to all, keeps it.", ["Edda Lindqvist", "Lindqvist"]) is None
     assert answer_side("No term here.", ["37"]) is None
+    # a one-word name that is not a person's is asked with what
+    assert answer_side("Noregard is a dawn market, a word of the Eskimuni language.", ["Eskimuni"]) == \
+        "Noregard is a dawn market, a word of the what language?"
 
 
 def test_the_embedded_models_retention_filter_is_shipped(embedded_cfg, tokenizer):
@@ -146,6 +149,10 @@ def test_key_terms_numbers_names_then_rare_words():
     assert key_terms("How do I fix lumpy gravy?", "Whisk it hard over low heat.", common, n, lower) == []
     # a name that is everywhere in the data says nothing about this fact
     assert key_terms("Where do they eat it?", "All over Sweden.", Counter({"sweden": 40}), 80, lower) == []
+    # an answer that defines what the question asks about: the meaning's words, not a name beside them, and
+    # however many answers share them (what a held-out question about the term expects)
+    assert key_terms("What does kryddpeppar mean?", "Kryddpeppar is allspice, the berry of the Pimenta dioica tree.",
+                     Counter({"allspice": 40}), 80, lower) == ["allspice"]
 
 
 def test_probes_never_reach_the_training_file(tmp_path, tokenizer):

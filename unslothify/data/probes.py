@@ -152,6 +152,19 @@ def key_terms(question: str, answer: str, doc_freq: Counter, n_docs: int, lower_
         if term and term.lower() not in (t.lower() for t in terms) and norm_question(term) not in q_norm:
             terms.append(term)
 
+    # An answer that defines what the question asks about ("What does kryddpeppar mean?" / "Kryddpeppar is
+    # allspice, the dried berry of the Pimenta dioica tree"): the fact is the meaning, which is what held-out
+    # questions ask, not a name beside it. Its words are kept however common (a glossary names many baskets):
+    # a held-out question about it expects the same words.
+    from .augment.kinds.reverse import term_definition
+
+    defined = term_definition(question, answer)
+    if defined:
+        meaning = [w for w in _content_words(defined[1]) if w not in asked and w not in COMMON_WORDS]
+        for w in sorted(set(meaning), key=lambda w: (doc_freq[w], -len(w), w))[:2]:
+            add(w)
+        if terms:
+            return terms
     for n in NUMBER.findall(head):
         if n not in asked and len(terms) < most:
             add(n)
