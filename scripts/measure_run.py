@@ -35,6 +35,9 @@ SETS = {  # data, held-out questions, general questions
     # invented language, every word asked back from the thing it names, to confirm the reverse rows for terms
     "terms": (ROOT / "examples" / "terms" / "train.jsonl", ROOT / "examples" / "terms" / "questions.jsonl",
               ROOT / "eval" / "general.jsonl"),
+    # the same with --seed 62: made after examples/terms had been looked at, to confirm what was changed on it
+    "terms-b": (ROOT / "examples" / "terms-b" / "train.jsonl", ROOT / "examples" / "terms-b" / "questions.jsonl",
+                ROOT / "eval" / "general.jsonl"),
     # made by scripts/make_invented_set.py --seed 44, with general questions no set or prompt of the project holds:
     # measured once, at the end, for the figures a new user can expect on facts and questions nobody tuned on
     "outside": (ROOT / "examples" / "outside" / "train.jsonl", ROOT / "examples" / "outside" / "questions.jsonl",
