@@ -97,7 +97,8 @@ _DEFINITION = re.compile(r"^(?:the |a |an )?(?P<x>[^,.:;()]{2,40}?)(?:, [^,.:;]{
 # What follows a definition's first clause and is not part of it ("..., usually beef and pork", "..., which is").
 _CLAUSE_END = re.compile(r",\s+(?:which|who|whose|where|usually|often|sometimes|typically|mostly|especially|sold|"
                          r"made|served|used|eaten|the|a|an|and|but|so|or|with|from|in|on|at|for|as|while|though)\b"
-                         r"|\s+and\s+(?:\S+\s+)?(?:is|are|was|were|has|have|comes|come|means)\b|\s+(?:is|are|was|were)\s")
+                         r"|\s+and\s+(?:\S+\s+)?(?:is|are|was|were|has|have|comes|come|means)\b"
+                         r"|\s+(?:is|are|was|were)\s")
 # Predicates that describe a use or a comparison, not what the term names ("short for ...", "what Swedes say").
 _NOT_A_NAME = re.compile(r"^(?:what|how|when|where|why|who|not|also|short|one of|best|usually|often|just|simply|"
                          r"the same|similar|like|made|used|served|sold|eaten|said|found|known)\b", re.IGNORECASE)
@@ -140,8 +141,9 @@ def term_definition(question: str, answer: str) -> tuple[str, str, str] | None:
     else:
         pred = parts[0]
     pred = _CLAUSE_END.split(pred)[0].strip().strip("'\"“”")
-    if not pred or _NOT_A_NAME.match(pred) or re.match(r"^[A-Z]\w* for\b", pred) or '"' in pred or not 1 <= len(pred.split()) <= 14 or has_word(pred, x):
-        return None
+    if (not pred or _NOT_A_NAME.match(pred) or re.match(r"^[A-Z]\w* for\b", pred) or '"' in pred
+            or not 1 <= len(pred.split()) <= 14 or has_word(pred, x)):
+        return None  # a use ("short for"), a translation ("Swedish for ..."), a quote, the term itself
     if all(w[:1].isupper() or w in ("of", "the") for w in re.sub(r"^(?:the|a|an) ", "", pred).split()):
         return None  # "The mayor of Tindleford is Agatha Brumwell": a name, which the entity rule reverses
     ent = answer_entity(question, answer)
