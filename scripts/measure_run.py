@@ -38,6 +38,12 @@ SETS = {  # data, held-out questions, general questions
     # the same with --seed 62: made after examples/terms had been looked at, to confirm what was changed on it
     "terms-b": (ROOT / "examples" / "terms-b" / "train.jsonl", ROOT / "examples" / "terms-b" / "questions.jsonl",
                 ROOT / "eval" / "general.jsonl"),
+    # and --seed 63, made after terms-b had been looked at, measured once at the probes of fe853ef
+    "terms-c": (ROOT / "examples" / "terms-c" / "train.jsonl", ROOT / "examples" / "terms-c" / "questions.jsonl",
+                ROOT / "eval" / "general.jsonl"),
+    # and --seed 64, measured once with the probes' head-noun key (made after terms-b and -c were looked at)
+    "terms-d": (ROOT / "examples" / "terms-d" / "train.jsonl", ROOT / "examples" / "terms-d" / "questions.jsonl",
+                ROOT / "eval" / "general.jsonl"),
     # made by scripts/make_invented_set.py --seed 44, with general questions no set or prompt of the project holds:
     # measured once, at the end, for the figures a new user can expect on facts and questions nobody tuned on
     "outside": (ROOT / "examples" / "outside" / "train.jsonl", ROOT / "examples" / "outside" / "questions.jsonl",
