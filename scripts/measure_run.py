@@ -38,10 +38,10 @@ SETS = {  # data, held-out questions, general questions
     # the same with --seed 62: made after examples/terms had been looked at, to confirm what was changed on it
     "terms-b": (ROOT / "examples" / "terms-b" / "train.jsonl", ROOT / "examples" / "terms-b" / "questions.jsonl",
                 ROOT / "eval" / "general.jsonl"),
-    # and --seed 63, made after terms-b had been looked at, measured once at the probes of fe853ef
+    # and --seed 63, made after terms-b had been looked at: measured once with the probes of fe853ef (since reverted)
     "terms-c": (ROOT / "examples" / "terms-c" / "train.jsonl", ROOT / "examples" / "terms-c" / "questions.jsonl",
                 ROOT / "eval" / "general.jsonl"),
-    # and --seed 64, measured once with the probes' head-noun key (made after terms-b and -c were looked at)
+    # and --seed 64, made after terms-b and -c were looked at: measured once with the probes of 7717a57 (reverted)
     "terms-d": (ROOT / "examples" / "terms-d" / "train.jsonl", ROOT / "examples" / "terms-d" / "questions.jsonl",
                 ROOT / "eval" / "general.jsonl"),
     # made by scripts/make_invented_set.py --seed 44, with general questions no set or prompt of the project holds:

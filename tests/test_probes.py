@@ -17,7 +17,7 @@ from unslothify.config import load_config, replace
 from unslothify.data.items import DataError, Item, read_jsonl_items
 from unslothify.score.questions import is_recalled
 from unslothify.data.augment.probe_family import answer_side
-from unslothify.data.probes import build_probes, choose_objective, head_noun, key_terms
+from unslothify.data.probes import build_probes, choose_objective, key_terms
 from unslothify.runs import Version, best_rule, best_version, retention_noise
 from unslothify.train.signals import knowledge_message, steering_message
 
@@ -106,28 +106,6 @@ def test_probes_are_deterministic_new_wordings_with_the_answers_key_terms(tmp_pa
     assert sided >= 0.75 * len(first), f"{sided} of {len(first)} probes asked from the answer's side"
 
 
-def test_a_glossarys_probes_ask_the_meaning_without_giving_it_away(tmp_path):
-    # examples/terms (words of an invented language): a probe about a term the answer defines expects the
-    # meaning's head noun, and is asked from the question's side, so no word of the meaning is in it
-    from unslothify.data.augment.kinds.reverse import term_definition
-    from unslothify.data.probes import _content_words
-
-    cfg = cfg_for(tmp_path, data=ROOT / "examples" / "terms" / "train.jsonl")
-    items, _ = read_jsonl_items(cfg.data)
-    by_line = {i.line: i for i in items}
-    defined = 0
-    for q, _ in build_probes(items, cfg):
-        source = by_line[q.line]
-        found = term_definition(user_text(source), source.messages[-1]["content"])
-        if found is None:
-            continue
-        defined += 1
-        meaning = set(_content_words(found[1])) - set(_content_words(user_text(source)))
-        assert q.expected == [head_noun(found[1])], (q.expected, found)  # the thing, not its modifiers
-        assert not meaning & set(_content_words(q.question)), q.question
-    assert defined >= 5
-
-
 def test_answer_side_asks_for_the_key_term_in_the_answers_sentence():
     assert answer_side("The Quillmoor clock tower holds 37 bells.", ["37"]) == "The Quillmoor clock tower holds how many bells?"
     assert answer_side("Dunmereth was founded in 1674 by fishermen.", ["1674"]) == "Dunmereth was founded in what year by fishermen?"
@@ -137,9 +115,6 @@ def test_answer_side_asks_for_the_key_term_in_the_answers_sentence():
     # a sentence that would still show a key term gives the answer away: the next one, or none
     assert answer_side("Edda Lindqvist, or Lindqvist to all, keeps it.", ["Edda Lindqvist", "Lindqvist"]) is None
     assert answer_side("No term here.", ["37"]) is None
-    # a one-word name that is not a person's is asked with what
-    assert answer_side("Noregard is a dawn market, a word of the Eskimuni language.", ["Eskimuni"]) == \
-        "Noregard is a dawn market, a word of the what language?"
 
 
 def test_the_embedded_models_retention_filter_is_shipped(embedded_cfg, tokenizer):
@@ -171,14 +146,6 @@ def test_key_terms_numbers_names_then_rare_words():
     assert key_terms("How do I fix lumpy gravy?", "Whisk it hard over low heat.", common, n, lower) == []
     # a name that is everywhere in the data says nothing about this fact
     assert key_terms("Where do they eat it?", "All over Sweden.", Counter({"sweden": 40}), 80, lower) == []
-    # an answer that defines what the question asks about: the meaning's words, not a name beside them, and
-    # however many answers share them (what a held-out question about the term expects)
-    assert key_terms("What does kryddpeppar mean?", "Kryddpeppar is allspice, the berry of the Pimenta dioica tree.",
-                     Counter({"allspice": 40}), 80, lower) == ["allspice"]
-    assert key_terms("What is vinuby?", "Vinuby is a wool cap with ear flaps, a word of the Quenyvari language.",
-                     Counter(), 80, lower) == ["cap"]
-    assert [head_noun(p) for p in ("a flat rye cake baked on stones", "a Swedish pressed cucumber salad",
-                                   "a hand-cranked butter churn", "stock or broth")] == ["cake", "salad", "churn", "stock"]
 
 
 def test_probes_never_reach_the_training_file(tmp_path, tokenizer):

@@ -135,29 +135,6 @@ def _fact_word(w: str) -> bool:
     return len(w) >= 5 and w not in COMMON_WORDS and not re.search(r"(ly|ed|ing)$", w)
 
 
-_PARTICIPLES = {"held", "sung", "made", "sold", "built", "worn", "eaten", "known", "called", "kept", "found",
-                "given", "served", "used", "taken", "grown", "drunk", "brought", "thought", "said"}
-
-
-def head_noun(phrase: str) -> str | None:
-    """The head noun of a simple noun phrase: its last word before a preposition, or before a participle that
-    a preposition follows ('a wool cap with ear flaps' -> 'cap', 'a flat rye cake baked on stones' -> 'cake',
-    'a Swedish pressed cucumber salad' -> 'salad', 'stock or broth' -> 'stock'). English rules; None for no
-    word."""
-    words = [w.strip(",;:'\"“”") for w in phrase.split()]
-    while words and words[0].lower() in ("a", "an", "the"):
-        words = words[1:]
-    kept: list[str] = []
-    for i, w in enumerate(words):
-        low, after = w.lower(), (words[i + 1].lower() if i + 1 < len(words) else "")
-        participle = low in _PARTICIPLES or (len(low) > 4 and low.endswith(("ed", "en")))
-        if kept and (low in FUNCTION_WORDS or (participle and (not after or after in FUNCTION_WORDS))):
-            break
-        kept.append(w)
-    kept = [w for w in kept if w and w.lower() not in FUNCTION_WORDS]
-    return kept[-1] if kept else None
-
-
 def key_terms(question: str, answer: str, doc_freq: Counter, n_docs: int, lower_vocab: set[str],
               most: int = 3) -> list[str]:
     """The strings an answer must contain to count as recalling this fact, from the answer's first two
@@ -175,18 +152,6 @@ def key_terms(question: str, answer: str, doc_freq: Counter, n_docs: int, lower_
         if term and term.lower() not in (t.lower() for t in terms) and norm_question(term) not in q_norm:
             terms.append(term)
 
-    # An answer that defines what the question asks about ("What does kryddpeppar mean?" / "Kryddpeppar is
-    # allspice, the dried berry of the Pimenta dioica tree"): the fact is the meaning, which is what held-out
-    # questions ask, not a name beside it; its head noun ("a wool cap with ear flaps" -> cap), however common
-    # (a glossary names many baskets). A modifier would pass an answer that has the wrong thing ("a wool
-    # blanket"): examples/terms-b's probes, keyed by the meaning's two rarest words, read 0.80 where the
-    # held-out questions, keyed by the thing, scored 0.18.
-    from .augment.kinds.reverse import term_definition
-
-    defined = term_definition(question, answer)
-    noun = head_noun(defined[1]) if defined else None
-    if noun and noun.lower() not in asked:
-        return [noun]
     for n in NUMBER.findall(head):
         if n not in asked and len(terms) < most:
             add(n)
@@ -215,7 +180,6 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None,
     items, the seed and cfg.probes; `existing` (normalised questions of the data) are never used as probes.
     `among`: the source lines of the items a run trains when it trains some of them (the key terms are still
     those of the whole data)."""
-    from .augment.kinds.reverse import term_definition
     from .augment.probe_family import answer_side, probe_rewordings
 
     chat = [i for i in items if single_turn(i)]
@@ -243,9 +207,7 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None,
         line = item.source_line if item.source_line is not None else item.line
         # Asked from the answer's side, a wording may name what the answer names (not its key terms): only a
         # copy of a question in the data is refused. The question's own rewordings keep the question's names.
-        # A definition asked from the answer's side gives most of itself away ("Velelby means a what carried on
-        # a pole?" -> lantern): a term is asked from the question's side ("I'm curious what velelby means.").
-        side = None if term_definition(q, a) else answer_side(a, terms)
+        side = answer_side(a, terms)
         if side and (norm_question(side) in seen or is_recalled(side, terms)):
             side = None
         wording = side or next((v for v in probe_rewordings(q, random.Random(f"{cfg.seed}:{line}:probe"))

@@ -70,10 +70,7 @@ def answer_side(answer: str, terms: list[str]) -> str | None:
             if term.isdigit():
                 wh = "what year" if _year(term) else "how many"
             elif term[0].isupper():
-                # a person's name ("Edda Lindqvist", "kept by Lindqvist") is asked with whom; another name (a
-                # language, a ship: "a word of the Eskimuni language") with what
-                person = len(term.split()) > 1 or re.search(rf"\bby {re.escape(term)}\b", sent)
-                wh = "whom" if person else "what"
+                wh = "whom"
             else:
                 wh = "what"
             body = sent.replace(term, wh, 1).rstrip(".!;: ")
