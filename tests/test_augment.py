@@ -287,6 +287,8 @@ def test_reverse_questions_for_terms_and_not_for_topics():
     assert term_definition("Which country makes lihapullat, and what are they like?",
                            "Lihapullat are Finnish meatballs, very close to the Swedish kind.") == \
         ("lihapullat", "Finnish meatballs", "are")
+    assert term_definition("What does 'fika' mean?", "'Fika' means a coffee break with something sweet.") == \
+        ("fika", "a coffee break with something sweet", "is")  # a quoted term
     # not a definition: a property ("rich in"), a use ("short for"), a yes/no question, a name as the answer
     assert term_definition("Are lingonberries healthy?", "Lingonberries are rich in fibre.") is None
     assert term_definition("What is krm?", "Krm is short for kryddmått, the spice measure.") is None

@@ -130,7 +130,7 @@ def term_definition(question: str, answer: str) -> tuple[str, str, str] | None:
         return None  # "Are lingonberries healthy?" -> "Lingonberries are rich in ...": a property, not a name
     # the term as the text spells it inside a sentence ("Potatismos appears ..." -> "potatismos")
     spellings = [m.group(0) for text in (question, answer)
-                 for m in re.finditer(rf"(?<![\w'’-]){re.escape(x)}(?![\w'’-])", text, re.IGNORECASE)]
+                 for m in re.finditer(rf"(?<!\w){re.escape(x)}(?!\w)", text, re.IGNORECASE)]
     x = next((w for w in spellings if w[:1].islower()), spellings[0])
     pred = m.group("pred").strip()
     parts = re.split(r"(,\s+)", pred)
