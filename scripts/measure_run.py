@@ -25,29 +25,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def example(name: str, general: str = "general.jsonl") -> tuple[Path, Path, Path]:
+    """examples/<name>'s data and held-out questions, with a general file of eval/."""
+    return ROOT / "examples" / name / "train.jsonl", ROOT / "examples" / name / "questions.jsonl", ROOT / "eval" / general
+
+
 SETS = {  # data, held-out questions, general questions
     "domain": (ROOT / "domain.jsonl", ROOT / "eval" / "questions.jsonl", ROOT / "eval" / "general.jsonl"),
-    "invented": (ROOT / "examples" / "invented" / "train.jsonl", ROOT / "examples" / "invented" / "questions.jsonl",
-                 ROOT / "eval" / "general.jsonl"),
-    "confirm": (ROOT / "examples" / "confirm" / "train.jsonl", ROOT / "examples" / "confirm" / "questions.jsonl",
-                ROOT / "eval" / "general.jsonl"),
+    "invented": example("invented"),
+    "confirm": example("confirm"),
     # made by scripts/make_invented_set.py --seed 61 --kinds term --facts 30 --reverse 30: a glossary of an
     # invented language, every word asked back from the thing it names, to confirm the reverse rows for terms
-    "terms": (ROOT / "examples" / "terms" / "train.jsonl", ROOT / "examples" / "terms" / "questions.jsonl",
-              ROOT / "eval" / "general.jsonl"),
+    "terms": example("terms"),
     # the same with --seed 62: made after examples/terms had been looked at, to confirm what was changed on it
-    "terms-b": (ROOT / "examples" / "terms-b" / "train.jsonl", ROOT / "examples" / "terms-b" / "questions.jsonl",
-                ROOT / "eval" / "general.jsonl"),
+    "terms-b": example("terms-b"),
     # and --seed 63, made after terms-b had been looked at: measured once with the probes of fe853ef (since reverted)
-    "terms-c": (ROOT / "examples" / "terms-c" / "train.jsonl", ROOT / "examples" / "terms-c" / "questions.jsonl",
-                ROOT / "eval" / "general.jsonl"),
+    "terms-c": example("terms-c"),
     # and --seed 64, made after terms-b and -c were looked at: measured once with the probes of 7717a57 (reverted)
-    "terms-d": (ROOT / "examples" / "terms-d" / "train.jsonl", ROOT / "examples" / "terms-d" / "questions.jsonl",
-                ROOT / "eval" / "general.jsonl"),
+    "terms-d": example("terms-d"),
     # made by scripts/make_invented_set.py --seed 44, with general questions no set or prompt of the project holds:
     # measured once, at the end, for the figures a new user can expect on facts and questions nobody tuned on
-    "outside": (ROOT / "examples" / "outside" / "train.jsonl", ROOT / "examples" / "outside" / "questions.jsonl",
-                ROOT / "eval" / "outside_general.jsonl"),
+    "outside": example("outside", "outside_general.jsonl"),
 }
 MEASUREMENTS = ROOT / "docs" / "measurements"
 
