@@ -160,10 +160,10 @@ KINDS = ("keeper", "inventor", "count", "founded", "colour", "river", "mayor", "
 def make(seed: int, facts: int = 40, reverse: int = 8, kinds: tuple[str, ...] = KINDS) -> tuple[list[dict], list[dict]]:
     """(training records, questions): facts of every kind in turn, shuffled; reverse questions last."""
     rng = random.Random(seed)
-    kinds = [kinds[i % len(kinds)] for i in range(facts)]
-    rng.shuffle(kinds)
+    order = [kinds[i % len(kinds)] for i in range(facts)]
+    rng.shuffle(order)
     train, forward, backward, used = [], [], [], set()
-    for kind in kinds:
+    for kind in order:
         f = fact(kind, rng)
         while any(q in used for q, _ in f["train"]):
             f = fact(kind, rng)

@@ -69,9 +69,6 @@ SET_NAMES = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 r
              "confirm": "`examples/confirm`: 40 invented facts x 2, 48 held-out questions (8 reverse)",
              "terms": "`examples/terms`, nobody tuned on it: 30 words of an invented language x 2, 60 held-out "
                       "questions (30 reverse: the word from the thing it names)",
-             "terms-b": "`examples/terms-b`, the same kind with another seed, made after `examples/terms` was looked at",
-             "terms-c": "`examples/terms-c`, the same kind with another seed, made after `examples/terms-b` was looked at",
-             "terms-d": "`examples/terms-d`, the same kind with another seed, made after `examples/terms-c` was looked at",
              "outside": "`examples/outside`, nobody tuned on it: 40 facts, 48 questions (8 reverse); retention on "
                         "`eval/outside_general.jsonl`"}
 

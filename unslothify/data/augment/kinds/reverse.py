@@ -129,8 +129,8 @@ def term_definition(question: str, answer: str) -> tuple[str, str, str] | None:
                                                                             question, re.IGNORECASE):
         return None  # "Are lingonberries healthy?" -> "Lingonberries are rich in ...": a property, not a name
     # the term as the text spells it inside a sentence ("Potatismos appears ..." -> "potatismos")
-    spellings = [m.group(0) for text in (question, answer)
-                 for m in re.finditer(rf"(?<!\w){re.escape(x)}(?!\w)", text, re.IGNORECASE)]
+    spellings = [hit.group(0) for text in (question, answer)
+                 for hit in re.finditer(rf"(?<!\w){re.escape(x)}(?!\w)", text, re.IGNORECASE)]
     x = next((w for w in spellings if w[:1].islower()), spellings[0])
     pred = m.group("pred").strip()
     parts = re.split(r"(,\s+)", pred)
@@ -191,14 +191,17 @@ def _stands_as_a_name(entity: str, answer: str, strict: bool = False) -> bool:
 
 def reverse_for(question: str, answer: str, common: frozenset[str] = frozenset()) -> tuple[str, str, str] | None:
     """(reverse question, its answer, the entity) when the answer defines a term the question asks about (the
-    first of term_reverses) or gives a name the question does not contain; None otherwise. `common`: entities
-    (lowercased) that many of the set's answers name ('Swedish', 'IKEA'): a topic, not one fact's answer, so
-    'What is Sweden?' has no single reply and is not written."""
+    first of term_reverses) or gives a name the question does not contain (entity_reverse); None otherwise."""
+    terms = term_reverses(question.strip(), answer.strip())
+    return terms[0] if terms else entity_reverse(question, answer, common)
+
+
+def entity_reverse(question: str, answer: str, common: frozenset[str] = frozenset()) -> tuple[str, str, str] | None:
+    """(reverse question, its answer, the entity) when the answer gives a name the question does not contain;
+    None otherwise. `common`: entities (lowercased) that many of the set's answers name ('Swedish', 'IKEA'): a
+    topic, not one fact's answer, so 'What is Sweden?' has no single reply and is not written."""
     q = question.strip()
     a = answer.strip()
-    terms = term_reverses(q, a)
-    if terms:
-        return terms[0]
     if _first_wh_word(q) not in ("who", "whom", "whose", "which", "what", "where"):
         return None  # a yes/no, when, why or how question: its answer is not a name to ask about
     ent = answer_entity(q, a)
@@ -239,7 +242,7 @@ def run(ctx) -> None:
     common = common_entities([(user_text(item), answer_text(item)) for item in english])
     for item in english:
         q, ans = user_text(item), answer_text(item)
-        found = term_reverses(q, ans) or [r for r in [reverse_for(q, ans, common)] if r]
+        found = term_reverses(q, ans) or [r for r in [entity_reverse(q, ans, common)] if r]
         if not found:
             not_applicable += 1
             continue
