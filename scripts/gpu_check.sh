@@ -27,6 +27,8 @@
 #           check). t4-export: notebook 03's (GGUF q8_0 + check, a chat reply), in the next call while warm.
 # measure   scripts/measure_run.py: `run --model embedded` as a user runs it (MEASURE_SETS, MEASURE_SEEDS).
 # levers    scripts/levers.py sweep on the embedded model (LEVERS, LEVER_SETS, LEVER_SEEDS, LEVER_PARALLEL).
+# slices-bg scripts/measure_run.py --facts: the CPU recipe's slice of the facts, uncapped, per lever (SLICE_LEVERS,
+#           SLICE_SEEDS, SLICE_SET, SLICE_FACTS), in the background; wait-bg collects docs/measurements/slices-gpu.jsonl.
 # agreement scripts/probe_agreement.py measure on the embedded model, one run at a time (AGREE_SETS, AGREE_SEEDS):
 #           probes against held-out and general evals at every evaluation, for docs/measurements/probe-agreement-gpu.jsonl.
 # Logs go to $OUT (or ./gpu-check-out).
@@ -201,6 +203,18 @@ for step in "${steps[@]}"; do
         done; done
         wait; touch /tmp/res/done" > /dev/null 2>&1 < /dev/null &
       echo "sweep started: $(date -u)" ;;
+    slices-bg)
+      # what a CPU's time plan would teach (a slice of SLICE_FACTS facts, the CPU recipe, uncapped), for each lever
+      # and seed side by side, started in the background like sweep-bg and collected by wait-bg
+      mkdir -p /tmp/res /tmp/res-logs
+      setsid bash -c "
+        for lever in ${SLICE_LEVERS:-defaults all-layers replay80 all-layers-replay80}; do for s in ${SLICE_SEEDS:-1 2 3}; do
+          OMP_NUM_THREADS=1 python3 -m scripts.measure_run --set '${SLICE_SET:-domain}' --facts '${SLICE_FACTS:-150}' \
+              --seeds \$s --lever \$lever --args '--model embedded --recipe smollm2-cpu --max-train-minutes 0 --no-export' \
+              --out /tmp/res/slices-gpu.jsonl > /tmp/res-logs/slice-\$lever-\$s.log 2>&1 &
+        done; done
+        wait; touch /tmp/res/done" > /dev/null 2>&1 < /dev/null &
+      echo "slices started: $(date -u)" ;;
     wait-bg)
       end=$(( SECONDS + ${WAIT_S:-500} ))
       while [ ! -f /tmp/res/done ] && [ $SECONDS -lt $end ]; do sleep 10; done

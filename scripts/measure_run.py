@@ -52,14 +52,66 @@ SETS = {  # data, held-out questions, general questions
 MEASUREMENTS = ROOT / "docs" / "measurements"
 
 
-def run_flags(name: str, folder: Path) -> list[str]:
+def run_flags(name: str, folder: Path, facts: int | None = None, seed: int = 1) -> list[str]:
     """`run`'s flags for a set, with its data copied into folder (the augmented file lands beside the copy) and
-    the run's output there."""
+    the run's output there; with `facts`, a slice of them (slice_of)."""
     data, questions, general = SETS[name]
     copy = folder / data.name
-    shutil.copy2(data, copy)
-    return ["--data", str(copy), "--eval-questions", str(questions), "--general-questions", str(general),
-            "--output", str(folder / "run")]
+    flags = ["--general-questions", str(general), "--output", str(folder / "run")]
+    if facts is None:
+        shutil.copy2(data, copy)
+        return ["--data", str(copy), "--eval-questions", str(questions), *flags]
+    replay = slice_of(data, questions, facts, seed, copy, folder / "questions.jsonl")
+    return ["--data", str(copy), "--eval-questions", str(folder / "questions.jsonl"), "--augment-replay",
+            str(replay), *flags]
+
+
+def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path, questions_out: Path) -> int:
+    """Write `facts` of the data's items, drawn by seed, and the held-out questions about them (the rule `run`
+    scores a slice by: score/questions.questions_about); return the replay rows that slice keeps, the whole
+    data's share (train/inputs.replay_share). This is the training a CPU's time plan gives (cap_shortens: facts)
+    without the cap, so a faster machine can measure what a slow one would learn."""
+    import random
+
+    from unslothify.config import Config
+    from unslothify.data.items import read_jsonl_items
+    from unslothify.score.questions import load_questions, questions_about
+    from unslothify.train.inputs import replay_share
+
+    items, _ = read_jsonl_items(data)
+    lines = [i.line for i in items]
+    random.Random(f"{seed}:facts").shuffle(lines)
+    chosen = set(lines[:facts])
+    raw = data.read_text(encoding="utf-8").splitlines()
+    data_out.write_text("".join(raw[i - 1] + "\n" for i in sorted(chosen)), encoding="utf-8")
+    asked = load_questions(questions)
+    about = questions_about(asked, items)
+    with questions_out.open("w", encoding="utf-8") as f:
+        for q, row in zip(asked, read_jsonl_rows(questions)):
+            if about.get(id(q), set()) & chosen:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    replay = Config().augment.replay
+    return replay_share(replay, facts, len(items))
+
+
+def lever_flags(lever: str | None) -> list[str]:
+    """`run`'s flags for one of scripts/levers.py's levers (recipes/experiments/levers.yaml): its knobs, each a
+    flag (an augment knob as --augment-<knob>)."""
+    if not lever:
+        return []
+    from unslothify.recipes import experiment
+
+    flags = []
+    for knob, value in experiment("levers")[lever].items():
+        for name, v in (value.items() if isinstance(value, dict) else [(None, value)]):
+            if isinstance(v, list):
+                raise SystemExit(f"lever {lever}: {knob} is a list, which a flag cannot carry")
+            flags += ["--" + "-".join(x.replace("_", "-") for x in (knob, name) if x), str(v)]
+    return flags
+
+
+def read_jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main():
@@ -67,6 +119,10 @@ def main():
     p.add_argument("--set", choices=sorted(SETS), default="domain")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--args", default="", help="more flags for run, e.g. '--epochs 2'")
+    p.add_argument("--facts", type=int, default=None, help="train a slice of this many facts (items), drawn by "
+                   "the seed, scored on the held-out questions about them: what a CPU's time plan trains, uncapped")
+    p.add_argument("--lever", default=None, help="one of scripts/levers.py's levers (recipes/experiments/"
+                   "levers.yaml), given to run as flags after --args")
     p.add_argument("--out", default=None)
     p.add_argument("--logs", default=None, help="a folder for each run's output, every line with its second, and "
                    "its eval file (each question's answers)")
@@ -77,8 +133,8 @@ def main():
     data = SETS[args.set][0]
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as td:
-            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", *run_flags(args.set, Path(td)),
-                   "--seed", str(seed), *args.args.split()]
+            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", *run_flags(args.set, Path(td), args.facts, seed),
+                   "--seed", str(seed), *args.args.split(), *lever_flags(args.lever)]
             load = os.getloadavg()[0]
             started = time.perf_counter()
             log = Path(args.logs) / f"{args.set}-seed{seed}.log" if args.logs else None
@@ -89,7 +145,8 @@ def main():
                 raise SystemExit(f"run failed (exit {proc.returncode}) for seed {seed}")
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             manifest = json.loads((Path(summary["run"]) / summary["version"] / "manifest.json").read_text())
-            row = {"set": args.set, "seed": seed, "args": args.args, "machine": machine(), "load_before": load,
+            row = {"set": args.set, "seed": seed, "args": args.args, "lever": args.lever, "facts": args.facts,
+                   "machine": machine(), "load_before": load,
                    "load_after": os.getloadavg()[0], "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
                    "wall_seconds": round(wall, 1), "train_seconds": manifest["train_seconds"],
                    "probe_seconds": manifest.get("probe_seconds"),
