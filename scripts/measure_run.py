@@ -68,8 +68,8 @@ def run_flags(name: str, folder: Path, facts: int | None = None, seed: int = 1) 
 
 def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path, questions_out: Path) -> int:
     """Write `facts` of the data's items, drawn by seed, and the held-out questions about them (the rule `run`
-    scores a slice by: score/questions.questions_about); return the replay rows that slice keeps, the whole
-    data's share (train/inputs.replay_share). This is the training a CPU's time plan gives (cap_shortens: facts)
+    scores a slice by: score/questions.questions_about); return the replay rows that slice keeps
+    (train/inputs.replay_share, its rows counted before augmenting as the item and its rewordings). This is the training a CPU's time plan gives (cap_shortens: facts)
     without the cap, so a faster machine can measure what a slow one would learn."""
     import random
 
@@ -90,8 +90,8 @@ def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path,
         for q, row in zip(asked, read_jsonl_rows(questions)):
             if about.get(id(q), set()) & chosen:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    replay = Config().augment.replay
-    return replay_share(replay, facts, len(items))
+    augment = Config().augment  # a fact's rows: the item and its rewordings (the plan counts them after augmenting)
+    return replay_share(augment.replay, facts * (1 + augment.rephrasings), len(items) * (1 + augment.rephrasings))
 
 
 def lever_flags(lever: str | None) -> list[str]:

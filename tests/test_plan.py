@@ -25,7 +25,7 @@ def test_a_slower_machine_plans_fewer_facts_and_trains_them_for_every_epoch(tmp_
     shutil.copy2(INVENTED / "train.jsonl", data)
     cfg = load_config(None, model="embedded", data=str(data), eval_questions=str(INVENTED / "questions.jsonl"),
                       output_dir=str(tmp_path / "run"), max_train_minutes=1.0, cap_shortens="facts",
-                      augment={"replay": 8})
+                      augment={"replay": 40})
     assert (cfg.num_train_epochs, cfg.evals_per_epoch) == (4.5, 0.5), "the CPU recipe's epochs and evaluations"
     prepare(cfg, plot=False, progress=lambda *_: None)
     said = []
@@ -47,8 +47,11 @@ def test_a_slower_machine_plans_fewer_facts_and_trains_them_for_every_epoch(tmp_
         torch.set_num_threads(threads)
     m = version.manifest
     assert m["trained_facts"] == slow and m["epochs_this_call"] == 4.5
-    trained = {i.source_line for i in ft.training_data(cfg, slow).items if i.kind != "replay"}
+    rows = ft.training_data(cfg, slow).items
+    trained = {i.source_line for i in rows if i.kind != "replay"}
     assert trained == set(slow), "the call's rows are those facts' (and their rewordings), and replay"
+    fact_rows, replay = sum(i.kind != "replay" for i in rows), sum(i.kind == "replay" for i in rows)
+    assert replay >= min(40, round(fact_rows / 5)), "a slice keeps replay rows of a fifth of its rows, not its share"
     for_inference(ft.model)
     summary, _ = score_version(ft.model, ft.tokenizer, cfg, version, progress=lambda *_: None)
     assert summary["trained_facts"] == len(slow) and 0 < summary["trained_facts_n"] < summary["n"]
