@@ -136,6 +136,29 @@ def stages_table() -> str:
     return "\n".join(rows)
 
 
+def slices_table() -> str:
+    """What a CPU's slice of the facts learns, lever by lever (scripts/measure_run.py --facts, gpu_check.sh
+    slices-bg): docs/measurements/slices-{cpu,gpu}.jsonl, the runs of a lever pooled question by question."""
+    rows = ["| machine | set, facts a run | lever (replay rows) | runs (seeds) | recall on their questions (n) | "
+            "retention | training, s | date |", "|---|---|---|---|---|---|---|---|"]
+    groups: dict = {}
+    for kind in ("cpu", "gpu"):
+        path = ROOT / "docs" / "measurements" / f"slices-{kind}.jsonl"
+        for r in [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []:
+            s = r["summary"]
+            # a lever is named by its replay rows too: the defaults' share of them changed on 2026-12-06
+            key = (r["machine"], r["set"], r["facts"], r.get("lever") or "defaults", s["augmented"]["replay"])
+            groups.setdefault(key, []).append(r)
+    for (machine, name, facts, lever, replay), runs in groups.items():
+        n = sum(r["summary"]["n"] for r in runs)
+        hits = sum(round(r["summary"]["tuned_recall"] * r["summary"]["n"]) for r in runs)
+        rows.append(f"| {machine} | {name}, {facts} | {lever} ({replay}) | {len(runs)} "
+                    f"({', '.join(str(r['seed']) for r in runs)}) | **{hits / n:.3f}** ({n}) | "
+                    f"**{statistics.mean(retention(r['summary']) for r in runs):.3f}** | "
+                    f"{statistics.mean(r['train_seconds'] for r in runs):.0f} | {runs[0]['date'][:10]} |")
+    return "\n".join(rows)
+
+
 def t4_line() -> str:
     """The projected T4 time of each stage the T4 simulation measured (docs/t4.md, scripts/t4_sim.py)."""
     from scripts.t4_sim import RATIOS, RESULTS, STAGE_BOUND, latest_stages
@@ -153,7 +176,7 @@ def t4_line() -> str:
 
 SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table,
             "measured-gpu": lambda: measured_table("gpu"),
-            "measured-stages": stages_table, "t4": t4_line}
+            "measured-stages": stages_table, "t4": t4_line, "slices": slices_table}
 
 
 def render(text: str) -> str:
