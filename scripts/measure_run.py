@@ -69,8 +69,9 @@ def run_flags(name: str, folder: Path, facts: int | None = None, seed: int = 1) 
 def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path, questions_out: Path) -> int:
     """Write `facts` of the data's items, drawn by seed, and the held-out questions about them (the rule `run`
     scores a slice by: score/questions.questions_about); return the replay rows that slice keeps
-    (train/inputs.replay_share, its rows counted before augmenting as the item and its rewordings). This is the training a CPU's time plan gives (cap_shortens: facts)
-    without the cap, so a faster machine can measure what a slow one would learn."""
+    (train/inputs.replay_share, its rows counted before augmenting as the item and its rewordings). This is the
+    training a CPU's time plan gives (cap_shortens: facts) without the cap, so a faster machine can measure what
+    a slow one would learn."""
     import random
 
     from unslothify.config import Config
@@ -82,7 +83,7 @@ def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path,
     lines = [i.line for i in items]
     random.Random(f"{seed}:facts").shuffle(lines)
     chosen = set(lines[:facts])
-    raw = data.read_text(encoding="utf-8").splitlines()
+    raw = data.read_text(encoding="utf-8").split("\n")  # numbered as read_jsonl numbers them
     data_out.write_text("".join(raw[i - 1] + "\n" for i in sorted(chosen)), encoding="utf-8")
     asked = load_questions(questions)
     about = questions_about(asked, items)
@@ -133,8 +134,9 @@ def main():
     data = SETS[args.set][0]
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as td:
-            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto", *run_flags(args.set, Path(td), args.facts, seed),
-                   "--seed", str(seed), *args.args.split(), *lever_flags(args.lever)]
+            cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto",
+                   *run_flags(args.set, Path(td), args.facts, seed), "--seed", str(seed), *args.args.split(),
+                   *lever_flags(args.lever)]
             load = os.getloadavg()[0]
             started = time.perf_counter()
             log = Path(args.logs) / f"{args.set}-seed{seed}.log" if args.logs else None

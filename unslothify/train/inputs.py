@@ -106,10 +106,11 @@ class TrainingInputs:
 
 def replay_share(replay: int, fact_rows: int, all_fact_rows: int) -> int:
     """Replay rows a slice of the facts keeps: the whole data's share of replay rows to fact rows, or a fifth of
-    the slice's fact rows where that is more (REPLAY_FLOOR), up to every replay row there is. A slice forgets
-    as fast a step as the whole data does, and the replay rows are what the retention term works on: at the
-    whole share a 60-fact slice of domain.jsonl kept 10 of 80 and retained 0.85 of the general questions (2
-    CPU cores), with all 80 (a fifth of its rows) 0.93, and no less recall (docs/measurements.md)."""
+    the slice's fact rows where that is more (REPLAY_FLOOR), up to every replay row there is. A slice forgets as
+    fast a step as the whole data does, and the replay rows are what the retention term works on: at the whole
+    share a slice of domain.jsonl kept about 10 of 80 and retained 0.85 of the general questions (2 CPU cores,
+    60 facts) and 0.80 (the CPU recipe on an H100, 150 facts); with all 80, 0.92 and 0.87, at the same recall
+    (docs/augmentation.md, "A CPU's slice of the facts")."""
     return min(replay, max(round(replay * fact_rows / max(1, all_fact_rows)), round(REPLAY_FLOOR * fact_rows)))
 
 
