@@ -72,23 +72,20 @@ def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path,
     (train/inputs.replay_share, its rows counted before augmenting as the item and its rewordings). This is the
     training a CPU's time plan gives (cap_shortens: facts) without the cap, so a faster machine can measure what
     a slow one would learn."""
-    import random
-
     from unslothify.config import Config
-    from unslothify.data.items import read_jsonl_items
+    from unslothify.data.items import read_jsonl, read_jsonl_items
     from unslothify.score.questions import load_questions, questions_about
     from unslothify.train.inputs import replay_share
+    from unslothify.train.plan import fact_order
 
     items, _ = read_jsonl_items(data)
-    lines = [i.line for i in items]
-    random.Random(f"{seed}:facts").shuffle(lines)
-    chosen = set(lines[:facts])
+    chosen = set(fact_order([i.line for i in items], seed)[:facts])
     raw = data.read_text(encoding="utf-8").split("\n")  # numbered as read_jsonl numbers them
     data_out.write_text("".join(raw[i - 1] + "\n" for i in sorted(chosen)), encoding="utf-8")
     asked = load_questions(questions)
     about = questions_about(asked, items)
     with questions_out.open("w", encoding="utf-8") as f:
-        for q, row in zip(asked, read_jsonl_rows(questions)):
+        for q, (_, row) in zip(asked, read_jsonl(questions)):
             if about.get(id(q), set()) & chosen:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     augment = Config().augment  # a fact's rows: the item and its rewordings (the plan counts them after augmenting)
@@ -109,10 +106,6 @@ def lever_flags(lever: str | None) -> list[str]:
                 raise SystemExit(f"lever {lever}: {knob} is a list, which a flag cannot carry")
             flags += ["--" + "-".join(x.replace("_", "-") for x in (knob, name) if x), str(v)]
     return flags
-
-
-def read_jsonl_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main():

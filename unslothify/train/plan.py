@@ -332,8 +332,7 @@ def facts_that_fit(cfg, epochs: float, timing: dict, data) -> tuple[list[int], s
     """(source lines, what to say): the most facts, in a seeded order, whose training rows (with their
     rewordings, and every replay row) fit `epochs` within max_train_minutes, planned as epochs_that_fit does."""
     budget = PLAN_SHARE_OF_CAP * 60 * cfg.max_train_minutes
-    order = [i.source_line or i.line for i in data.prepared.train]
-    random.Random(f"{cfg.seed}:facts").shuffle(order)
+    order = fact_order([i.source_line or i.line for i in data.prepared.train], cfg.seed)
 
     from .inputs import replay_share
 
@@ -357,6 +356,14 @@ def facts_that_fit(cfg, epochs: float, timing: dict, data) -> tuple[list[int], s
             f"about them. The other {len(order) - lo} need a GPU, or max_train_minutes 0 (all {len(order)} would "
             f"take about {_duration(rest)} of training here).")
     return sorted(order[:lo]), note
+
+
+def fact_order(lines: list[int], seed: int) -> list[int]:
+    """The facts' source lines in the seeded order a time plan takes them in: a slower machine trains a prefix
+    of what a faster one does (scripts/measure_run.py --facts draws its slices by it too)."""
+    order = list(lines)
+    random.Random(f"{seed}:facts").shuffle(order)
+    return order
 
 
 def _duration(seconds: float) -> str:
