@@ -29,6 +29,8 @@
 # levers    scripts/levers.py sweep on the embedded model (LEVERS, LEVER_SETS, LEVER_SEEDS, LEVER_PARALLEL).
 # slices-bg scripts/measure_run.py --facts: the CPU recipe's slice of the facts, uncapped, per lever (SLICE_LEVERS,
 #           SLICE_SEEDS, SLICE_SET, SLICE_FACTS), in the background; wait-bg collects docs/measurements/slices-gpu.jsonl.
+# runs-bg   scripts/measure_run.py: `run --model embedded --no-export` per set:lever pair (RUNS) and seed (RUNS_SEEDS),
+#           side by side in the background; wait-bg collects them (runs-gpu.jsonl).
 # agreement scripts/probe_agreement.py measure on the embedded model, one run at a time (AGREE_SETS, AGREE_SEEDS):
 #           probes against held-out and general evals at every evaluation, for docs/measurements/probe-agreement-gpu.jsonl.
 # Logs go to $OUT (or ./gpu-check-out).
@@ -215,6 +217,17 @@ for step in "${steps[@]}"; do
         done; done
         wait; touch /tmp/res/done" > /dev/null 2>&1 < /dev/null &
       echo "slices started: $(date -u)" ;;
+    runs-bg)
+      # the GPU recipe on whole sets, a lever each (RUNS: set:lever pairs), side by side: their seconds are not a
+      # user's, they share the card
+      mkdir -p /tmp/res /tmp/res-logs
+      setsid bash -c "
+        for pair in ${RUNS:-domain:defaults confirm:defaults}; do for s in ${RUNS_SEEDS:-1 2}; do
+          OMP_NUM_THREADS=1 python3 -m scripts.measure_run --set \${pair%%:*} --seeds \$s --lever \${pair#*:} \
+              --args '--model embedded --no-export' --out /tmp/res/runs-gpu.jsonl > /tmp/res-logs/run-\${pair/:/-}-\$s.log 2>&1 &
+        done; done
+        wait; touch /tmp/res/done" > /dev/null 2>&1 < /dev/null &
+      echo "runs started: $(date -u)" ;;
     wait-bg)
       end=$(( SECONDS + ${WAIT_S:-500} ))
       while [ ! -f /tmp/res/done ] && [ $SECONDS -lt $end ]; do sleep 10; done

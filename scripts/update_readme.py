@@ -136,25 +136,27 @@ def stages_table() -> str:
     return "\n".join(rows)
 
 
-def slices_table() -> str:
-    """What a CPU's slice of the facts learns, lever by lever (scripts/measure_run.py --facts, gpu_check.sh
-    slices-bg): docs/measurements/slices-{cpu,gpu}.jsonl, the runs of a lever pooled question by question."""
+def lever_table(*stems: str) -> str:
+    """Lever by lever, the runs of docs/measurements/<stem>.jsonl (scripts/measure_run.py --lever, gpu_check.sh
+    slices-bg and runs-bg), pooled question by question: a slice of the facts (--facts) or all of them."""
     rows = ["| machine | set, facts a run | lever (replay rows) | runs (seeds) | recall on their questions (n) | "
-            "retention | training, s | date |", "|---|---|---|---|---|---|---|---|"]
+            "retention | probes' retention | training, s | date |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
-    for kind in ("cpu", "gpu"):
-        path = ROOT / "docs" / "measurements" / f"slices-{kind}.jsonl"
+    for stem in stems:
+        path = ROOT / "docs" / "measurements" / f"{stem}.jsonl"
         for r in [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []:
             s = r["summary"]
             # a lever is named by its replay rows too: the defaults' share of them changed on 2026-12-06
-            key = (r["machine"], r["set"], r["facts"], r.get("lever") or "defaults", s["augmented"]["replay"])
+            key = (r["machine"], r["set"], r["facts"] or "all", r.get("lever") or "defaults", s["augmented"]["replay"])
             groups.setdefault(key, []).append(r)
     for (machine, name, facts, lever, replay), runs in groups.items():
         n = sum(r["summary"]["n"] for r in runs)
         hits = sum(round(r["summary"]["tuned_recall"] * r["summary"]["n"]) for r in runs)
+        probes = [r["summary"].get("probe_retention") for r in runs]
         rows.append(f"| {machine} | {name}, {facts} | {lever} ({replay}) | {len(runs)} "
                     f"({', '.join(str(r['seed']) for r in runs)}) | **{hits / n:.3f}** ({n}) | "
                     f"**{statistics.mean(retention(r['summary']) for r in runs):.3f}** | "
+                    f"{statistics.mean(probes) if None not in probes else float('nan'):.3f} | "
                     f"{statistics.mean(r['train_seconds'] for r in runs):.0f} | {runs[0]['date'][:10]} |")
     return "\n".join(rows)
 
@@ -176,7 +178,8 @@ def t4_line() -> str:
 
 SECTIONS = {"knobs": knob_table, "bad-input": bad_input_table, "colab": colab_table, "measured-cpu": measured_table,
             "measured-gpu": lambda: measured_table("gpu"),
-            "measured-stages": stages_table, "t4": t4_line, "slices": slices_table}
+            "measured-stages": stages_table, "t4": t4_line, "slices": lambda: lever_table("slices-cpu", "slices-gpu"),
+            "replay-gpu": lambda: lever_table("replay-gpu")}
 
 
 def render(text: str) -> str:
