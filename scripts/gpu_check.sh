@@ -30,7 +30,7 @@
 # slices-bg scripts/measure_run.py --facts: the CPU recipe's slice of the facts, uncapped, per lever (SLICE_LEVERS,
 #           SLICE_SEEDS, SLICE_SET, SLICE_FACTS), in the background; wait-bg collects docs/measurements/slices-gpu.jsonl.
 # runs-bg   scripts/measure_run.py: `run --model embedded --no-export` per set:lever pair (RUNS) and seed (RUNS_SEEDS),
-#           side by side in the background; wait-bg collects them (runs-gpu.jsonl).
+#           side by side in the background; wait-bg collects them (runs-gpu.jsonl, and each run's answers in evals/).
 # agreement scripts/probe_agreement.py measure on the embedded model, one run at a time (AGREE_SETS, AGREE_SEEDS):
 #           probes against held-out and general evals at every evaluation, for docs/measurements/probe-agreement-gpu.jsonl.
 # Logs go to $OUT (or ./gpu-check-out).
@@ -224,7 +224,8 @@ for step in "${steps[@]}"; do
       setsid bash -c "
         for pair in ${RUNS:-domain:defaults confirm:defaults}; do for s in ${RUNS_SEEDS:-1 2}; do
           OMP_NUM_THREADS=1 python3 -m scripts.measure_run --set \${pair%%:*} --seeds \$s --lever \${pair#*:} \
-              --args '--model embedded --no-export' --out /tmp/res/runs-gpu.jsonl > /tmp/res-logs/run-\${pair/:/-}-\$s.log 2>&1 &
+              --args '--model embedded --no-export' --out /tmp/res/runs-gpu.jsonl --logs /tmp/res/evals \
+              > /tmp/res-logs/run-\${pair/:/-}-\$s.log 2>&1 &
         done; done
         wait; touch /tmp/res/done" > /dev/null 2>&1 < /dev/null &
       echo "runs started: $(date -u)" ;;
@@ -232,7 +233,7 @@ for step in "${steps[@]}"; do
       end=$(( SECONDS + ${WAIT_S:-500} ))
       while [ ! -f /tmp/res/done ] && [ $SECONDS -lt $end ]; do sleep 10; done
       [ -f /tmp/res/done ] && echo "sweep done" || echo "sweep still running: $(ls /tmp/res-logs | wc -l) logs"
-      cp /tmp/res/*.jsonl "$OUT/" 2>/dev/null; tail -3 /tmp/res-logs/levers.log /tmp/res-logs/agreement.log 2>/dev/null
+      cp /tmp/res/*.jsonl "$OUT/" 2>/dev/null; cp -r /tmp/res/evals "$OUT/" 2>/dev/null; tail -3 /tmp/res-logs/levers.log /tmp/res-logs/agreement.log 2>/dev/null
       for f in /tmp/res-logs/*.log; do grep -q 'Traceback' "$f" && { echo "== $f"; grep -A3 'Error' "$f" | tail -6; }; done 2>/dev/null | head -40 ;;
     levers)
       python3 -m scripts.levers sweep --levers "${LEVERS:-defaults}" --sets "${LEVER_SETS:-invented-b}" --seeds "${LEVER_SEEDS:-1}" \

@@ -132,7 +132,8 @@ def main():
                    *lever_flags(args.lever)]
             load = os.getloadavg()[0]
             started = time.perf_counter()
-            log = Path(args.logs) / f"{args.set}-seed{seed}.log" if args.logs else None
+            name = "-".join([args.set, *([args.lever] if args.lever else []), f"seed{seed}"])  # runs side by side
+            log = Path(args.logs) / f"{name}.log" if args.logs else None
             proc = timed_run(cmd, log)
             wall = time.perf_counter() - started
             if proc.returncode not in (0, 4):
