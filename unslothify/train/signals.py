@@ -40,9 +40,9 @@ def knowledge_message(history: list[dict], best_version_name: str | None = None)
         if retention + error < RETENTION_FLOOR:  # under the floor by more than the measurement's noise
             return (f"Forgetting: the model now answers {retention:.0%} (+-{error:.0%}) of the {n} general questions "
                     f"the base model answers (it was {kept[-1]:.0%}), under the {RETENTION_FLOOR:.0%} floor. Lower "
-                    f"learning_rate or the epochs, use the version at a lower adapter_scale (0.7), or bring "
-                    f"augment.replay up to 80 if it is lower (more rows kept no more on a GPU: docs/augmentation.md)."
-                    + back)
+                    f"learning_rate or the epochs, use the version at a lower adapter_scale (it keeps more of the "
+                    f"world and less of the facts), or bring augment.replay up to 80 if it is lower (more rows kept "
+                    f"no more on a GPU). docs/augmentation.md has the measured trade of each." + back)
     if len(evals) < 3:
         return None
     lo, hi = evals[-3]["step"], evals[-1]["step"]
