@@ -73,6 +73,12 @@ SET_NAMES = {"domain": "`domain.jsonl` (`make run`), 91 held-out questions (20 r
                         "`eval/outside_general.jsonl`"}
 
 
+def results(path: Path) -> list[dict]:
+    """The rows of a measurements file (JSONL), none where it is missing or empty. Not the package's read_jsonl,
+    which refuses an empty file: a results file starts empty until its first run lands."""
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
 def measured_table(kind: str = "cpu") -> str:
     """`run` with the defaults, over seeds, on 2 CPU cores (kind cpu) or a GPU (kind gpu): from
     docs/measurements/<kind>-*.jsonl, which scripts/measure_run.py writes."""
@@ -87,7 +93,7 @@ def measured_table(kind: str = "cpu") -> str:
             "general retention (tuned / base) | machine, date |",
             "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "docs" / "measurements").glob(f"{kind}-*.jsonl")):
-        runs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        runs = results(path)
         if not runs:
             continue
         s = [r["summary"] for r in runs]
@@ -120,7 +126,7 @@ def stages_table() -> str:
     rows = ["| data | machine, date | all told, s | training (share) | prepare + load | augment | estimate | export | "
             "score | expected all told (error) | expected training (error) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "docs" / "measurements").glob("[cg]pu-*.jsonl")):
-        for r in [json.loads(x) for x in path.read_text().splitlines() if x.strip()]:
+        for r in results(path):
             st, ex = r["summary"].get("stage_seconds"), r["summary"].get("expected_seconds")
             if not st or not ex:
                 continue
@@ -144,7 +150,7 @@ def lever_table(*stems: str) -> str:
     groups: dict = {}
     for stem in stems:
         path = ROOT / "docs" / "measurements" / f"{stem}.jsonl"
-        for r in [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []:
+        for r in results(path):
             s = r["summary"]
             # a lever is named by its replay rows too: the defaults' share of them changed on 2026-12-06
             key = (r["machine"], r["set"], r["facts"] or "all", r.get("lever") or "defaults", s["augmented"]["replay"])
@@ -165,7 +171,7 @@ def t4_line() -> str:
     """The projected T4 time of each stage the T4 simulation measured (docs/t4.md, scripts/t4_sim.py)."""
     from scripts.t4_sim import RATIOS, RESULTS, STAGE_BOUND, latest_stages
 
-    latest = latest_stages([json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()])
+    latest = latest_stages(results(RESULTS))
     parts = [f"{stage} {latest[stage]['seconds'] * RATIOS[STAGE_BOUND[stage]] / 60:.0f} min"
              for stage in ("load", "replay", "train", "merge", "gguf", "chat") if stage in latest]
     peak = max(r.get("gpu_all_processes_gib") or 0 for r in latest.values())
