@@ -10,6 +10,7 @@ be told from noise.
 
     python -m scripts.retention_floor                       # eval/general.jsonl and eval/outside_general.jsonl
     python -m scripts.retention_floor --out docs/measurements/retention-floor.jsonl
+    python -m scripts.retention_floor --batches 1,4,16,64 --float32    # on a GPU: the same in float32, not bf16
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main():
     p.add_argument("--files", default="eval/general.jsonl,eval/outside_general.jsonl")
     p.add_argument("--batches", default="1,4,16")
     p.add_argument("--out", default=None, help="append one JSON line per file here")
+    p.add_argument("--float32", action="store_true", help="cast the loaded model to float32 (on a GPU it loads in "
+                   "bf16): whether the flips are the half precision's near-ties")
     args = p.parse_args()
 
     from unslothify.cli import build_parser, config_from_args
@@ -38,7 +41,11 @@ def main():
 
     cfg = config_from_args(build_parser().parse_args(["run", "--model", "embedded"]))
     model, tokenizer, _ = load_base(cfg, lambda *_: None)
+    if args.float32:
+        model = model.float()
     for_inference(model)
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    print(f"model dtype {dtype}", flush=True)
     run_batch = generation_batch()
     batches = sorted({int(b) for b in args.batches.split(",")} | {run_batch})
     for name in args.files.split(","):
@@ -53,7 +60,9 @@ def main():
         ref = hits[run_batch]
         kept = {b: sum(h and r for h, r in zip(hits[b], ref)) / max(1, sum(ref)) for b in batches if b != run_batch}
         row = {"file": name, "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
-               "run_batch": run_batch, "base_right": {str(b): sum(h) for b, h in hits.items()}, "n": len(questions),
+               "run_batch": run_batch, "dtype": dtype, "n": len(questions),
+               "base_right": {str(b): sum(h) for b, h in hits.items()},
+               "right_at_run_batch": [i for i, r in enumerate(ref) if r],
                "retention_against_run_batch": {str(b): round(v, 4) for b, v in kept.items()},
                "flipped": sorted({i for b in batches for i, (h, r) in enumerate(zip(hits[b], ref)) if h != r})}
         print(json.dumps(row), flush=True)
