@@ -10,7 +10,7 @@ be told from noise.
 
     python -m scripts.retention_floor                       # eval/general.jsonl and eval/outside_general.jsonl
     python -m scripts.retention_floor --out docs/measurements/retention-floor.jsonl
-    python -m scripts.retention_floor --batches 1,4,16,64 --float32    # on a GPU: the same in float32, not bf16
+    python -m scripts.retention_floor --batches 1,4,16,64 --float32   # in float32 (Unsloth loads bfloat16)
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def main():
     p.add_argument("--files", default="eval/general.jsonl,eval/outside_general.jsonl")
     p.add_argument("--batches", default="1,4,16")
     p.add_argument("--out", default=None, help="append one JSON line per file here")
-    p.add_argument("--float32", action="store_true", help="cast the loaded model to float32 (on a GPU it loads in "
-                   "bf16): whether the flips are the half precision's near-ties")
+    p.add_argument("--float32", action="store_true", help="cast the loaded model to float32 (Unsloth loads it in "
+                   "bfloat16, on a CPU as on a card): whether the flips are the half precision's near-ties")
     args = p.parse_args()
 
     from unslothify.cli import build_parser, config_from_args

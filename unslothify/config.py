@@ -95,8 +95,9 @@ class Config:
     adapter_scale: float = knob(0.8, "The adapter's weight when a version is used (the probes, scores, chat, exports): "
                                 "below 1 moves the model back towards the base (WiSE-FT), keeping more of what it "
                                 "knew. 0.8 kept the held-out recall of 1.0 with 0.07 more retention (H100, "
-                                "docs/augmentation.md); on 2 CPU cores, training the top 15 layers, it cost 0.04-0.07 recall "
-                                "(the CPU recipe uses 1.0). Training is not changed.", 0.0, 1.0, step=0.05,
+                                "docs/augmentation.md); on 2 CPU cores, training the top 15 layers, it cost "
+                                "0.04-0.07 recall (the CPU recipe uses 1.0). Training is not changed.", 0.0, 1.0,
+                                step=0.05,
                                 overfit="lower undoes some of what training did, the memorised wording first",
                                 group="lora")
     target_modules: list = knob(ALL_LINEAR, "Modules that get LoRA adapters.", group="lora")
