@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 import yaml
@@ -27,6 +28,25 @@ def test_embedded_model_gets_its_cpu_recipe_unless_overridden(tmp_path):
     assert (named.load_in_4bit, named.max_seq_length) == (False, 2048) and named.model == "embedded"
     with pytest.raises(ConfigError, match="no such recipe; there are mistral-7b, mistral-7b-lora-16bit"):
         load_config(None, recipe="fastest")
+
+
+def test_a_saved_version_takes_its_base_models_recipe(tmp_path):
+    """`eval --model runs/x/v001` weighs the version by the adapter_scale `run` scored it at: the recipe follows
+    the model the version was trained from (the embedded one here), for a version and for its run folder."""
+    from unslothify.model.embedded import EMBEDDED_NAME
+
+    base = tmp_path / EMBEDDED_NAME
+    base.mkdir()
+    (base / "unslothify_source.json").write_text("{}")
+    version = tmp_path / "run" / "v001"
+    version.mkdir(parents=True)
+    (version / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    for model in (version, version.parent):
+        cfg = load_config(None, model=str(model))
+        assert recipe_of(cfg) == ("smollm2-cpu", "the embedded model on a CPU")
+        assert cfg.adapter_scale == recipes.read("smollm2-cpu")["adapter_scale"]
+    (version / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "some/hub-model"}))
+    assert recipe_of(load_config(None, model=str(version)))[0] is None, "another base: its own recipe (none on a CPU)"
 
 
 def test_a_recipe_holds_only_what_it_chooses_and_shares_a_base_where_recipes_agree():

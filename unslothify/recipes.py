@@ -9,6 +9,7 @@ which one; config.yaml and flags override it. Imports nothing heavy.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def choose(recipe: str, model: str, cuda: bool) -> tuple[str | None, str]:
         return None, "recipe: none was asked for: the defaults of config.py alone"
     if recipe != "auto":
         return recipe, f"recipe: {recipe} was asked for"
-    name = resolve_model_name(model)[0]
+    name = resolve_model_name(trained_from(model))[0]
     device = "cuda" if cuda else "cpu"
     if name == EMBEDDED:
         return EMBEDDED_RECIPES[device], f"the embedded model on a {'GPU' if cuda else 'CPU'}"
@@ -59,6 +60,20 @@ def choose(recipe: str, model: str, cuda: bool) -> tuple[str | None, str]:
         return GPU_RECIPE, ("the GPU default model" if model == "auto" else
                             f"{name} on a GPU: the 7B QLoRA recipe is the GPU recipe for any model")
     return None, f"{name} on a CPU: no recipe, the defaults of config.py"
+
+
+def trained_from(model: str) -> str:
+    """The model a saved version (or a run folder's versions) was trained from, `embedded` for the embedded one;
+    any other name as it is. A version is used with its base model's recipe, as `run` used it: `eval`, `chat`
+    and `export --model runs/x/v001` then weigh it by the adapter_scale it was scored at."""
+    from .model.embedded import EMBEDDED, is_embedded
+
+    folder = Path(model)
+    for found in (folder / "adapter_config.json", *sorted(folder.glob("v[0-9][0-9][0-9]/adapter_config.json"))):
+        if found.is_file():
+            base = json.loads(found.read_text(encoding="utf-8")).get("base_model_name_or_path") or model
+            return EMBEDDED if is_embedded(base) else base
+    return model
 
 
 def read(name: str) -> dict:
