@@ -132,6 +132,15 @@ def test_adapter_export_is_the_version(trained, tmp_path):
     out = export_adapter(version.path, tmp_path / "adapter")
     assert (out / "adapter_model.safetensors").read_bytes() == (version.path / "adapter_model.safetensors").read_bytes()
     assert (out / "manifest.json").exists()
+    # below adapter_scale 1 (config.py's 0.8; the CPU recipe keeps 1.0) the lora_B weights carry the scale
+    import torch
+    from safetensors.torch import load_file
+
+    scaled = load_file(export_adapter(version.path, tmp_path / "scaled", 0.5) / "adapter_model.safetensors")
+    saved = load_file(version.path / "adapter_model.safetensors")
+    assert any("lora_B" in k for k in saved) and saved.keys() == scaled.keys()
+    for k, v in saved.items():
+        assert torch.equal(scaled[k], v * 0.5 if "lora_B" in k else v), k
 
 
 @pytest.mark.slow
