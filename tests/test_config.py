@@ -41,6 +41,7 @@ def test_a_saved_version_takes_its_base_models_recipe(tmp_path):
     version = tmp_path / "run" / "v001"
     version.mkdir(parents=True)
     (version / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    (version / "manifest.json").write_text("{}")  # a folder without its manifest is not a version (runs.Run)
     for model in (version, version.parent):
         cfg = load_config(None, model=str(model))
         assert recipe_of(cfg) == ("smollm2-cpu", "the embedded model on a CPU")

@@ -67,9 +67,11 @@ def trained_from(model: str) -> str:
     any other name as it is. A version is used with its base model's recipe, as `run` used it: `eval`, `chat`
     and `export --model runs/x/v001` then weigh it by the adapter_scale it was scored at."""
     from .model.embedded import EMBEDDED, is_embedded
+    from .runs import Run
 
     folder = Path(model)
-    for found in (folder / "adapter_config.json", *sorted(folder.glob("v[0-9][0-9][0-9]/adapter_config.json"))):
+    # a run's versions share the base they were trained from, so any of them names it
+    for found in (folder / "adapter_config.json", *(v.path / "adapter_config.json" for v in Run(folder).versions())):
         if found.is_file():
             base = json.loads(found.read_text(encoding="utf-8")).get("base_model_name_or_path") or model
             return EMBEDDED if is_embedded(base) else base
