@@ -1,9 +1,14 @@
 """The time plan on a slower machine: with cap_shortens: facts (the CPU recipe), what max_train_minutes cannot fit
-shortens the facts trained, not their passes. Timed at two threads and at one (a machine half as fast, so that
-CI covers a slower machine than its own), the slower machine plans fewer facts, trains exactly those for every
-epoch asked, and the score reads the held-out questions about them."""
+shortens the facts trained, not their passes. A machine half as fast (every cost timed here, doubled) plans fewer
+facts, a prefix of the same seeded order; and a call timed, trained and scored at one thread (so that CI runs a
+slower machine than its own) trains exactly the facts its plan said, for every epoch asked, and the score reads the
+held-out questions about them.
+
+Why doubled timings and not one thread against two for the "fewer" claim: on a shared 2-core machine another
+job can take a core, and one thread then times as fast as two (CI, 2026-12-07: 2 facts planned at both)."""
 
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -31,18 +36,31 @@ def test_a_slower_machine_plans_fewer_facts_and_trains_them_for_every_epoch(tmp_
     said = []
     ft = FineTune.start(cfg, progress=said.append)
     threads = torch.get_num_threads()
-    plans = {}
     try:
-        for n in (2, 1):
-            torch.set_num_threads(n)
-            ft.timings.clear()  # timed again at this speed
-            plans[n] = time_plan(ft, cfg, cfg.num_train_epochs)
-        assert plans[1][0] == plans[2][0] == 4.5, "every epoch asked, for fewer facts"
-        slow, fast = plans[1][1], plans[2][1]
-        assert 0 < len(slow) < len(fast) < 80, (len(slow), len(fast))
-        assert set(slow) <= set(fast), "the facts come in one seeded order: a slower machine trains a prefix"
+        torch.set_num_threads(2)
+        # the smallest cap (of a few) in which two threads fit a handful of facts, whatever this machine's speed:
+        # under a minute's cap the replay rows and the probes can leave room for one or two
+        for minutes in (1.0, 1.5, 2.0, 3.0, 4.0):
+            cfg = replace(cfg, max_train_minutes=minutes)
+            epochs, fast = time_plan(ft, cfg, cfg.num_train_epochs, say=False)
+            if len(fast) >= 6:
+                break
+        assert epochs == 4.5 and 6 <= len(fast) < 80, (minutes, len(fast))
+        (key, timing), = ft.timings.items()
+        ft.timings[key] = {k: 2 * v if isinstance(v, float) else v for k, v in timing.items()}
+        epochs, half = time_plan(ft, cfg, cfg.num_train_epochs, say=False)
+        assert epochs == 4.5, "every epoch asked, for fewer facts"
+        assert 0 < len(half) < len(fast), (minutes, len(half), len(fast))
+        assert set(half) <= set(fast), "the facts come in one seeded order: a slower machine trains a prefix"
+
+        torch.set_num_threads(1)
+        ft.timings.clear()  # timed again, at one thread; a minute's cap keeps the call short
+        cfg = replace(cfg, max_train_minutes=1.0)
+        epochs, slow = time_plan(ft, cfg, cfg.num_train_epochs)
+        assert epochs == 4.5 and 0 < len(slow) < 80
+        assert set(slow) <= set(fast) or set(fast) <= set(slow), "one seeded order"
         assert any(m.startswith(f"This machine learns about {len(slow)} of the 80 facts") for m in said)
-        version = ft.train(cfg)  # still at one thread: the plan is the slow machine's
+        version = ft.train(cfg)  # still at one thread: the plan is this call's
     finally:
         torch.set_num_threads(threads)
     m = version.manifest
