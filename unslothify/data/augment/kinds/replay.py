@@ -113,6 +113,9 @@ def run(ctx) -> None:
         return answer_batch(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                             system_prompt=cfg.system_prompt, desc="Replay answers")
 
+    # In file order: the short factual and everyday prompts come first, and they keep the general questions;
+    # drawn over the whole file (arithmetic, writing, how-tos) they kept no more and fit fewer facts in a CPU's
+    # cap (docs/augmentation.md, "Replay drawn from the whole prompts file?").
     # The base model's answers do not change between runs: asked once per model (shipped for the embedded one), a
     # few more than are missing at a time, until `replay` rows keep clear of the retention questions.
     name, _ = resolve_model(cfg, ctx.progress)
