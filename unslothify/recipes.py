@@ -9,7 +9,6 @@ which one; config.yaml and flags override it. Imports nothing heavy.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -67,15 +66,14 @@ def trained_from(model: str) -> str:
     any other name as it is. A version is used with its base model's recipe, as `run` used it: `eval`, `chat`
     and `export --model runs/x/v001` then weigh it by the adapter_scale it was scored at."""
     from .model.embedded import EMBEDDED, is_embedded
-    from .runs import Run
+    from .runs import Run, adapter_base
 
-    folder = Path(model)
-    # a run's versions share the base they were trained from, so any of them names it
-    for found in (folder / "adapter_config.json", *(v.path / "adapter_config.json" for v in Run(folder).versions())):
-        if found.is_file():
-            base = json.loads(found.read_text(encoding="utf-8")).get("base_model_name_or_path") or model
-            return EMBEDDED if is_embedded(base) else base
-    return model
+    base = adapter_base(model)
+    if base is None:  # a run folder: its versions share the base they were trained from, so any of them names it
+        base = next(filter(None, (adapter_base(v.path) for v in Run(model).versions())), None)
+    if base is None:
+        return model
+    return EMBEDDED if is_embedded(base) else base
 
 
 def read(name: str) -> dict:

@@ -50,6 +50,13 @@ class Version:
         return json.loads(f.read_text()) if f.exists() else []
 
 
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model a saved adapter (a version folder) names in its adapter_config.json; None where the
+    folder holds no adapter."""
+    config = Path(folder) / "adapter_config.json"
+    return json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") if config.is_file() else None
+
+
 class Run:
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..machine.device import MEMORY_CAP_ENV, apply_memory_cap, has_cuda, precision
 from .embedded import EMBEDDED, fix_smollm2_tokenizer, is_embedded
-from ..runs import Run
+from ..runs import Run, adapter_base
 from .templates import TEMPLATE_NOTE, use_chat_template
 from .choice import AUTO, resolve_model
 
@@ -107,7 +107,7 @@ def load_version(cfg: "Config", adapter_dir: str | Path, progress=print):
     """(model, tokenizer, base path) for a saved adapter: Unsloth loads the base the adapter names and the
     adapter on top, trainable, with its saving methods attached (the way Unsloth reloads "lora_model")."""
     adapter_dir = Path(adapter_dir)
-    base = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = adapter_base(adapter_dir)
     # The version's own tokenizer (Unsloth reads it from the adapter folder), with the template it trained with.
     model, tokenizer, _ = load_base(cfg, progress, model_path=str(adapter_dir), chat_template=None)
     if is_embedded(base):
