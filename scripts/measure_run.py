@@ -52,26 +52,30 @@ SETS = {  # data, held-out questions, general questions
 MEASUREMENTS = ROOT / "docs" / "measurements"
 
 
-def run_flags(name: str, folder: Path, facts: int | None = None, seed: int = 1) -> list[str]:
+def run_flags(name: str, folder: Path, facts: int | None = None, seed: int = 1, asked: bool = False) -> list[str]:
     """`run`'s flags for a set, with its data copied into folder (the augmented file lands beside the copy) and
-    the run's output there; with `facts`, a slice of them (slice_of)."""
+    the run's output there; with `facts`, a slice of them (slice_of; `asked`: of the facts a question asks)."""
     data, questions, general = SETS[name]
     copy = folder / data.name
     flags = ["--general-questions", str(general), "--output", str(folder / "run")]
     if facts is None:
         shutil.copy2(data, copy)
         return ["--data", str(copy), "--eval-questions", str(questions), *flags]
-    replay = slice_of(data, questions, facts, seed, copy, folder / "questions.jsonl")
+    replay = slice_of(data, questions, facts, seed, copy, folder / "questions.jsonl", asked)
     return ["--data", str(copy), "--eval-questions", str(folder / "questions.jsonl"), "--augment-replay",
             str(replay), *flags]
 
 
-def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path, questions_out: Path) -> int:
+def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path, questions_out: Path,
+             asked: bool = False) -> int:
     """Write `facts` of the data's items, drawn by seed, and the held-out questions about them (the rule `run`
     scores a slice by: score/questions.questions_about); return the replay rows that slice keeps
     (train/inputs.replay_share, its rows counted before augmenting as the item and its rewordings). This is the
     training a CPU's time plan gives (cap_shortens: facts) without the cap, so a faster machine can measure what
-    a slow one would learn."""
+    a slow one would learn. With `asked`, the slice is drawn from the facts a held-out question asks about (101
+    of domain.jsonl's 500): a lever's slice is then scored on 3-4x the questions for the same training, where a
+    plan's slice of 50 facts meets 9-16 (one run's figure swings +-0.13). A user's plan cannot draw so: it is for
+    comparing levers, not for a user's figure."""
     from unslothify.config import Config
     from unslothify.data.items import read_jsonl, read_jsonl_items
     from unslothify.score.questions import load_questions, questions_about
@@ -79,13 +83,14 @@ def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path,
     from unslothify.train.plan import fact_order
 
     items, _ = read_jsonl_items(data)
-    chosen = set(fact_order([i.line for i in items], seed)[:facts])
+    held_out = load_questions(questions)
+    about = questions_about(held_out, items)
+    pool = sorted(set().union(*about.values())) if asked else [i.line for i in items]
+    chosen = set(fact_order(pool, seed)[:facts])
     raw = data.read_text(encoding="utf-8").split("\n")  # numbered as read_jsonl numbers them
     data_out.write_text("".join(raw[i - 1] + "\n" for i in sorted(chosen)), encoding="utf-8")
-    asked = load_questions(questions)
-    about = questions_about(asked, items)
     with questions_out.open("w", encoding="utf-8") as f:
-        for q, (_, row) in zip(asked, read_jsonl(questions)):
+        for q, (_, row) in zip(held_out, read_jsonl(questions)):
             if about.get(id(q), set()) & chosen:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     augment = Config().augment  # a fact's rows: the item and its rewordings (the plan counts them after augmenting)
@@ -115,6 +120,8 @@ def main():
     p.add_argument("--args", default="", help="more flags for run, e.g. '--epochs 2'")
     p.add_argument("--facts", type=int, default=None, help="train a slice of this many facts (items), drawn by "
                    "the seed, scored on the held-out questions about them: what a CPU's time plan trains, uncapped")
+    p.add_argument("--asked", action="store_true", help="with --facts: draw the slice from the facts a held-out "
+                   "question asks about, so a lever is scored on more questions (not a user's figure)")
     p.add_argument("--lever", default=None, help="one of scripts/levers.py's levers (recipes/experiments/"
                    "levers.yaml), given to run as flags after --args")
     p.add_argument("--out", default=None)
@@ -128,7 +135,7 @@ def main():
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as td:
             cmd = [sys.executable, "-m", "unslothify", "run", "--model", "auto",
-                   *run_flags(args.set, Path(td), args.facts, seed), "--seed", str(seed), *args.args.split(),
+                   *run_flags(args.set, Path(td), args.facts, seed, args.asked), "--seed", str(seed), *args.args.split(),
                    *lever_flags(args.lever)]
             load = os.getloadavg()[0]
             started = time.perf_counter()
@@ -142,7 +149,7 @@ def main():
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             manifest = json.loads((Path(summary["run"]) / summary["version"] / "manifest.json").read_text())
             row = {"set": args.set, "seed": seed, "args": args.args, "lever": args.lever, "facts": args.facts,
-                   "machine": machine(), "load_before": load,
+                   **({"asked": True} if args.asked else {}), "machine": machine(), "load_before": load,
                    "load_after": os.getloadavg()[0], "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
                    "wall_seconds": round(wall, 1), "train_seconds": manifest["train_seconds"],
                    "probe_seconds": manifest.get("probe_seconds"),
