@@ -85,8 +85,8 @@ def slice_of(data: Path, questions: Path, facts: int, seed: int, data_out: Path,
     items, _ = read_jsonl_items(data)
     held_out = load_questions(questions)
     about = questions_about(held_out, items)
-    pool = sorted(set().union(*about.values())) if asked else [i.line for i in items]
-    chosen = set(fact_order(pool, seed)[:facts])
+    pool = set().union(*about.values()) if asked else {i.line for i in items}
+    chosen = set(fact_order([i for i in items if i.line in pool], seed)[:facts])
     raw = data.read_text(encoding="utf-8").split("\n")  # numbered as read_jsonl numbers them
     data_out.write_text("".join(raw[i - 1] + "\n" for i in sorted(chosen)), encoding="utf-8")
     with questions_out.open("w", encoding="utf-8") as f:

@@ -4,7 +4,8 @@ the GPU memory model. Numbers worked out by hand in each test."""
 import pytest
 
 from unslothify.config import load_config, replace
-from unslothify.train.plan import fit_step_cost, padded_tokens, plan, read_timed_steps, spanning_rows, timed_enough
+from unslothify.train.plan import (fact_order, fit_step_cost, padded_tokens, plan, read_timed_steps, spanning_rows,
+                                   timed_enough)
 from unslothify.machine.fit import memory_needed_gib
 from unslothify.train.args import Call, sft_args
 
@@ -25,6 +26,23 @@ def test_sft_config_gets_each_knob_as_it_is_and_the_calls_own_facts(monkeypatch)
     assert args.eval_steps == pytest.approx(0.25), "2 evaluations per epoch, of 2 epochs"
     assert not args.eval_on_start, "a continued call has its first point already"
     assert sft_args(cfg, Call.of(cfg, 0.2)).eval_steps == 0.9999, "one evaluation, at the end of a short call"
+
+
+def test_a_time_plan_takes_the_items_stating_one_fact_together():
+    """examples/outside states each fact twice (lines 2k-1 and 2k: two wordings of one question); a slice of a
+    time plan trains both or neither of most, where a shuffle of single items split half of them. Every line
+    comes once, in an order fixed by the seed."""
+    from conftest import ROOT
+    from unslothify.data.items import read_jsonl_items
+
+    items, _ = read_jsonl_items(ROOT / "examples" / "outside" / "train.jsonl")
+    for seed in (1, 2, 3):
+        order = fact_order(items, seed)
+        assert sorted(order) == [i.line for i in items] and order == fact_order(items, seed)
+        half = set(order[:40])
+        split = sum((line in half) != (line + 1 in half) for line in range(1, 80, 2))
+        assert split <= 4, (seed, split)
+    assert fact_order(items, 1) != fact_order(items, 2)
 
 
 def test_padded_tokens_pads_each_batch_to_its_longest_row():
