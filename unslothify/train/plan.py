@@ -381,7 +381,8 @@ def fact_order(items, seed: int) -> list[int]:
     for ws in words.values():
         for w in ws:
             df[w] = df.get(w, 0) + 1
-    # rare: in 2 to 5 % of the items (and at most RARE_MAX_ITEMS); a word in more ties a topic to everything
+    # rare: in two items or more, and in at most 5 % of them (2 at least, RARE_MAX_ITEMS at most); a word in
+    # more ties a topic to everything
     cut = min(max(2, TOPIC_RARE_SHARE * len(lines)), RARE_MAX_ITEMS)
     rare = {line: {w for w in ws if 1 < df[w] <= cut} for line, ws in words.items()}
     holding: dict[str, list[int]] = {}
