@@ -355,8 +355,9 @@ def facts_that_fit(cfg, epochs: float, timing: dict, data) -> tuple[list[int], s
     rest = seconds(len(order))
     note = (f"This machine learns about {lo} of the {len(order)} facts in {cfg.max_train_minutes:g} minutes "
             f"({epochs:g} passes each, with their rewordings): training those, topic by topic (the items that name "
-            f"the same things together), and scoring the held-out questions about them. The other {len(order) - lo} need a GPU, or max_train_minutes 0 (all {len(order)} would "
-            f"take about {_duration(rest)} of training here).")
+            f"the same things together), and scoring the held-out questions about them. The other {len(order) - lo} "
+            f"need a GPU, or max_train_minutes 0 (all {len(order)} would take about {_duration(rest)} of training "
+            f"here).")
     return sorted(order[:lo]), note
 
 
