@@ -25,7 +25,8 @@
 # t4-build  scripts/t4_sim.py build: a Mistral-7B-shaped random model saved pre-quantised in 4-bit (/tmp/t4).
 # t4-run    scripts/t4_sim.py run: `run`'s stages under a T4's limits (load, replay, train 1 epoch, save, merge +
 #           check). t4-export: notebook 03's (GGUF q8_0 + check, a chat reply), in the next call while warm.
-# measure   scripts/measure_run.py: `run --model embedded` as a user runs it (MEASURE_SETS, MEASURE_SEEDS).
+# measure   scripts/measure_run.py: `run --model embedded` as a user runs it (MEASURE_SETS, MEASURE_SEEDS; MEASURE_ARGS
+#           more flags for run, e.g. "--load-in-4bit false").
 # levers    scripts/levers.py sweep on the embedded model (LEVERS, LEVER_SETS, LEVER_SEEDS, LEVER_PARALLEL).
 # slices-bg scripts/measure_run.py --facts: the CPU recipe's slice of the facts, uncapped, per lever (SLICE_LEVERS,
 #           SLICE_SEEDS, SLICE_SET, SLICE_FACTS), in the background; wait-bg collects docs/measurements/slices-gpu.jsonl.
@@ -175,7 +176,7 @@ for step in "${steps[@]}"; do
       # `run` as a user runs it, on the embedded model, alone on the card (docs/measurements/gpu-<set>.jsonl)
       for s in ${MEASURE_SETS:-invented domain}; do
         timeout "${MEASURE_TIMEOUT:-1200}" python3 -m scripts.measure_run --set "$s" --seeds "${MEASURE_SEEDS:-1}" \
-            --args "--model embedded" --out "$OUT/gpu-$s.jsonl" --logs "$OUT/logs" 2>&1 | tee -a "$OUT/measure.log"
+            --args "--model embedded ${MEASURE_ARGS:-}" --out "$OUT/gpu-$s.jsonl" --logs "$OUT/logs" 2>&1 | tee -a "$OUT/measure.log"
         r=${PIPESTATUS[0]}; [ $r -ne 0 ] && rc=$r
       done ;;
     agreement)
