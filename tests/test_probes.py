@@ -132,6 +132,24 @@ def test_the_embedded_models_retention_filter_is_shipped(embedded_cfg, tokenizer
     assert filter_key(replace(embedded_cfg, max_new_tokens=32), tokenizer, path) != filter_key(embedded_cfg, tokenizer, path)
 
 
+def test_a_4bit_base_keeps_its_own_cached_answers_on_a_gpu(embedded_cfg, tokenizer, monkeypatch):
+    """A 4-bit base answers differently from a 16-bit one (44 against 60 of eval/general.jsonl's 61, the
+    embedded model on an H100), so on a GPU the retention filter and the base answers are keyed by both; on a CPU,
+    where load_in_4bit is ignored, the keys (and the shipped files) stay as they are."""
+    from unslothify.machine import device
+    from unslothify.model.base_answers import answers_key
+    from unslothify.model.choice import resolve_model
+    from unslothify.score.probes import filter_key
+
+    path, _ = resolve_model(embedded_cfg)
+    four, sixteen = replace(embedded_cfg, load_in_4bit=True), replace(embedded_cfg, load_in_4bit=False)
+    assert filter_key(four, tokenizer, path) == filter_key(sixteen, tokenizer, path)
+    assert answers_key(four, tokenizer, path, 64) == answers_key(sixteen, tokenizer, path, 64)
+    monkeypatch.setattr(device, "has_cuda", lambda: True)  # the arithmetic of a GPU run, asked on this CPU
+    assert filter_key(four, tokenizer, path) != filter_key(sixteen, tokenizer, path)
+    assert answers_key(four, tokenizer, path, 64) != answers_key(sixteen, tokenizer, path, 64)
+
+
 def test_key_terms_numbers_names_then_rare_words():
     freq = Counter({"saffron": 2, "yellow": 2, "official": 12, "colour": 10, "holds": 3, "tower": 5, "bells": 4})
     n, lower = 80, {"the", "whisk", "meatballs"}

@@ -64,6 +64,16 @@ def precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def arithmetic(cfg) -> str:
+    """Which arithmetic the model answers in, for the keys of what is cached per model (the base model's answers,
+    the retention filter): 'cpu', 'cuda', or 'cuda-4bit' where the base is loaded in 4-bit. A 4-bit base answers
+    differently from a 16-bit one (the embedded model on an H100: 44 of eval/general.jsonl's 61 against 60), so
+    answers cached for one must not stand in for the other."""
+    if not has_cuda():
+        return "cpu"
+    return "cuda-4bit" if cfg.load_in_4bit else "cuda"
+
+
 def machine() -> str:
     """'NVIDIA H200' or 'CPU AMD EPYC ..., 2 cores'."""
     if has_cuda():

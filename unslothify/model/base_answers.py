@@ -1,7 +1,7 @@
 """The base model's greedy answers, asked once per model and kept: the replay rows' answers (augment kind
 `replay`) and the base model's answers to an eval file (the `base` column of every score). They depend on the
-model, how it is asked (system prompt, chat template, answer length, batch size) and the device kind (CPU and
-GPU arithmetic differ in the last bits), and on nothing a run trains: a key of those names a file in the user
+model, how it is asked (system prompt, chat template, answer length, batch size) and the arithmetic (CPU and
+GPU differ in the last bits; a 4-bit base answers differently from a 16-bit one), and on nothing a run trains: a key of those names a file in the user
 cache, and for the embedded model on a CPU a file shipped in eval/base-answers/ (so a first `make run` asks
 none of them). A question not in the file is asked and added to the user cache.
 
@@ -29,13 +29,13 @@ def model_key(model_name: str) -> str:
 
 
 def answers_key(cfg, tokenizer, model_name: str, max_new_tokens: int, batch_size: int | None = None) -> str:
-    from ..machine.device import has_cuda
+    from ..machine.device import arithmetic
     from .generate import generation_batch
 
     batch_size = batch_size or generation_batch()
 
     return hashlib.sha256(json.dumps([CACHE_VERSION, model_key(model_name), cfg.system_prompt, max_new_tokens,
-                                      batch_size, "cuda" if has_cuda() else "cpu", tokenizer.chat_template or ""],
+                                      batch_size, arithmetic(cfg), tokenizer.chat_template or ""],
                                      sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -59,12 +59,12 @@ def _answer(model, tokenizer, questions: list[Question], cfg, desc: str | None =
 
 def filter_key(cfg, tokenizer, model_name: str) -> str:
     """What the retention filter depends on: the model, the candidates, the prompt, how answers are asked for
-    (probe and eval lengths) and the device kind (CPU and GPU arithmetic differ in the last bits)."""
-    from ..machine.device import has_cuda
+    (probe and eval lengths) and the arithmetic (CPU and GPU differ in the last bits, a 4-bit base in answers)."""
+    from ..machine.device import arithmetic
 
     return hashlib.sha256(json.dumps([FILTER_VERSION, model_key(model_name), sha256_file(RETENTION_CANDIDATES),
                                       cfg.system_prompt, min(cfg.max_new_tokens, PROBE_MAX_NEW_TOKENS),
-                                      cfg.max_new_tokens, "cuda" if has_cuda() else "cpu",
+                                      cfg.max_new_tokens, arithmetic(cfg),
                                       tokenizer.chat_template or ""], sort_keys=True).encode()).hexdigest()[:16]
 
 
