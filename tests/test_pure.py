@@ -125,3 +125,22 @@ def test_gpu_memory_model():
     assert memory_needed_gib(qlora) == round(4.9 + (0.17 + 0.74) * 4.096 + 3.4 + 0.6, 1) == 12.6
     sixteen = load_config(None, recipe="mistral-7b-lora-16bit")
     assert memory_needed_gib(replace(sixteen, retention_weight=0)) == round(14.0 + 4.4 * 4.096 + 3.4 + 0.6, 1) == 36.0
+
+
+def test_compile_blocks_off_holds_for_the_process_and_a_users_choice_is_kept(monkeypatch):
+    """compile_blocks false turns Unsloth's block compile off for the process (it reads the variable at every
+    training forward); a later load that asks for compiling takes back only what the package set."""
+    import os
+
+    from unslothify.model import load
+
+    monkeypatch.delenv(load.BLOCK_COMPILE_ENV, raising=False)
+    monkeypatch.setattr(load, "_block_compile_set_here", False)
+    load.compile_blocks(False)
+    assert os.environ[load.BLOCK_COMPILE_ENV] == "0"
+    load.compile_blocks(True)
+    assert load.BLOCK_COMPILE_ENV not in os.environ
+    monkeypatch.setenv(load.BLOCK_COMPILE_ENV, "0")  # the user's own
+    load.compile_blocks(True)
+    assert os.environ[load.BLOCK_COMPILE_ENV] == "0"
+

@@ -144,6 +144,10 @@ class Config:
                          "many items: set learning_rate for it (the 7B recipes do).", group="speed")
     gradient_checkpointing: bool = knob(True, "Recompute activations to save memory (Unsloth's offloaded variant "
                                         "on GPU).", group="speed")
+    compile_blocks: bool = knob(True, "On a GPU, let Unsloth compile each transformer block for training "
+                                "(torch.compile; Unsloth's default). A small model spends more on the compiling "
+                                "(20-30 s in a fresh process, and again at new shapes) than it saves.",
+                                group="speed")
     optim: str = knob("adamw_torch_fused", "Optimizer (transformers' default fused AdamW; 8-bit AdamW needs a GPU, "
                       "a CPU falls back to fused AdamW).",
                       choices=("adamw_8bit", "adamw_torch_fused", "adamw_torch", "paged_adamw_8bit", "sgd"),
