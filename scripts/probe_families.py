@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Where the knowledge probes part from the held-out questions (issue 30): one saved version asked its run's own
+probes, the same facts in the question's words, and the held-out questions about the facts it trained, forward and
+reverse apart. The figures docs/probes.md ("Which questions the probes miss") quotes.
+
+    python -m unslothify run --data examples/outside/train.jsonl --eval-questions examples/outside/questions.jsonl \\
+        --general-questions eval/outside_general.jsonl --output /tmp/outside-run --seed 1 --no-export
+    python -m scripts.probe_families /tmp/outside-run/v001 --questions examples/outside/questions.jsonl
+
+Families (each answered greedily at the probes' length, the held-out questions at the config's, as `eval` asks):
+  answer_side     the probes the training call asked (of the trained items: the answer's sentence, key term asked)
+  question_side   each probed item's own question reworded (lexical_rewording, else a probe frame)
+  held_out_*      the held-out questions about the trained items (score/questions.questions_about), by kind
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+
+def families(version: Path, questions: Path, cfg) -> dict[str, list[tuple[str, list[str]]]]:
+    from unslothify.data.augment.checks import user_text
+    from unslothify.data.augment.probe_family import framed, lexical_rewording
+    from unslothify.data.items import read_jsonl_items
+    from unslothify.data.probes import build_probes
+    from unslothify.score.questions import load_questions, questions_about
+
+    manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    items, _ = read_jsonl_items(Path(manifest["data_file"]))
+    trained = set(manifest.get("trained_facts") or [i.line for i in items])
+    by_line = {i.line: i for i in items}
+    # the probes the training call asked (train/inputs._of_facts): of the trained items, from the prepared split
+    prepared, _ = read_jsonl_items(version.parent / "prepared" / "train.jsonl")
+    probes = [q for q, _ in build_probes(prepared, cfg, among=trained)]
+    out = {"answer_side": [(p.question, p.expected) for p in probes], "question_side": []}
+    for p in probes:
+        asked = user_text(by_line[p.line])
+        out["question_side"].append((lexical_rewording(asked) or framed(asked, random.Random(p.line))[0], p.expected))
+    held = load_questions(questions)
+    about = questions_about(held, items)
+    for kind in ("forward", "reverse"):
+        out[f"held_out_{kind}"] = [(q.question, q.expected) for q in held if about[id(q)] & trained and q.kind == kind]
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("version", type=Path, help="a version folder of a run (runs/x/v001)")
+    p.add_argument("--questions", type=Path, required=True, help="the held-out questions of the run's data")
+    p.add_argument("--show", type=int, default=0, help="print this many answers of each family")
+    args = p.parse_args()
+
+    from unslothify.config import load_config
+    from unslothify.model.generate import answer_batch
+    from unslothify.model.load import load_for_inference
+    from unslothify.score.probes import PROBE_MAX_NEW_TOKENS
+    from unslothify.score.questions import is_recalled
+
+    cfg = load_config(args.version / "config.yaml")
+    asked = families(args.version, args.questions, cfg)
+    model, tokenizer, name = load_for_inference(str(args.version), cfg)
+    print(f"{name}, adapter_scale {cfg.adapter_scale}")
+    for family, rows in asked.items():
+        length = cfg.max_new_tokens if family.startswith("held_out") else PROBE_MAX_NEW_TOKENS
+        answers = answer_batch(model, tokenizer, [q for q, _ in rows], max_new_tokens=length,
+                               system_prompt=cfg.system_prompt)
+        right = [is_recalled(a, expected) for a, (_, expected) in zip(answers, rows)]
+        print(json.dumps({"family": family, "right": sum(right), "n": len(rows),
+                          "recall": round(sum(right) / len(rows), 3) if rows else None}))
+        for (q, expected), a, ok in list(zip(rows, answers, right))[:args.show]:
+            print(f"   {'+' if ok else '-'} {q} | {expected} | {a[:100]}")
+
+
+if __name__ == "__main__":
+    main()
