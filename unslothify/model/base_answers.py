@@ -3,7 +3,8 @@
 model, how it is asked (system prompt, chat template, answer length, batch size) and the arithmetic (CPU and
 GPU differ in the last bits; a 4-bit base answers differently from a 16-bit one), and on nothing a run trains:
 a key of those names a file in the user cache, and for the embedded model on a CPU a file shipped in
-eval/base-answers/ (so a first `make run` asks none of them). A question not in the file is asked and added to the user cache.
+eval/base-answers/ (so a first `make run` asks none of them). A question not in the file is asked and added to
+the user cache.
 
     answers = base_answers(questions, cfg, tokenizer, model_name, ask=lambda qs: answer_batch(model, ...))
 """
