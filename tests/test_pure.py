@@ -143,4 +143,3 @@ def test_compile_blocks_off_holds_for_the_process_and_a_users_choice_is_kept(mon
     monkeypatch.setenv(load.BLOCK_COMPILE_ENV, "0")  # the user's own
     load.compile_blocks(True)
     assert os.environ[load.BLOCK_COMPILE_ENV] == "0"
-

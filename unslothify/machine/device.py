@@ -64,6 +64,11 @@ def precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def loads_in_4bit(cfg) -> bool:
+    """Whether the base is loaded in 4-bit: load_in_4bit, on a GPU only (a CPU trains in 16 bits)."""
+    return bool(cfg.load_in_4bit and has_cuda())
+
+
 def arithmetic(cfg) -> str:
     """Which arithmetic the model answers in, for the keys of what is cached per model (the base model's answers,
     the retention filter): 'cpu', 'cuda', or 'cuda-4bit' where the base is loaded in 4-bit. A 4-bit base answers
@@ -71,7 +76,7 @@ def arithmetic(cfg) -> str:
     answers cached for one must not stand in for the other."""
     if not has_cuda():
         return "cpu"
-    return "cuda-4bit" if cfg.load_in_4bit else "cuda"
+    return "cuda-4bit" if loads_in_4bit(cfg) else "cuda"
 
 
 def machine() -> str:

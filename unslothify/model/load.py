@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..machine.device import MEMORY_CAP_ENV, apply_memory_cap, has_cuda, precision
+from ..machine.device import MEMORY_CAP_ENV, apply_memory_cap, loads_in_4bit, precision
 from .embedded import EMBEDDED, fix_smollm2_tokenizer, is_embedded
 from ..runs import Run, adapter_base
 from .templates import TEMPLATE_NOTE, use_chat_template
@@ -87,7 +87,7 @@ def load_base(cfg: "Config", progress=print, model_path: str | None = None, chat
         os.environ[MEMORY_CAP_ENV] = f"{cfg.gpu_memory_gib:g}"
     apply_memory_cap()  # before the first allocation
     compile_blocks(cfg.compile_blocks)
-    four_bit = bool(cfg.load_in_4bit and has_cuda())
+    four_bit = loads_in_4bit(cfg)
     # On a GPU without bf16 the model is loaded in fp16 here, so that the Trainer's fp16 autocast matches it.
     dtype = torch.float16 if precision() == "fp16" else None
     model, tokenizer = FastLanguageModel.from_pretrained(

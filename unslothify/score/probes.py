@@ -79,8 +79,8 @@ def steady_answers(model, tokenizer, candidates: list[Question], cfg) -> list[Qu
     11 s of a run of the invented set, where it had taken 23-33 s."""
     from ..model.generate import generation_batch
 
-    ways = [dict(), dict(max_new_tokens=cfg.max_new_tokens, batch_size=generation_batch()),
-            dict(batch_size=generation_batch() // 2)]
+    batch = generation_batch()
+    ways = [dict(), dict(max_new_tokens=cfg.max_new_tokens, batch_size=batch), dict(batch_size=batch // 2)]
     right = [True] * len(candidates)
     for i, way in enumerate(ways):
         order = list(range(len(candidates)))[::-1] if i == 2 else list(range(len(candidates)))
