@@ -10,7 +10,12 @@ reverse apart. The figures docs/probes.md ("Which questions the probes miss") qu
 Families (each answered greedily at the probes' length, the held-out questions at the config's, as `eval` asks):
   answer_side     the probes the training call asked (of the trained items: the answer's sentence, key term asked)
   question_side   each probed item's own question reworded (lexical_rewording, else a probe frame)
-  held_out_*      the held-out questions about the trained items (score/questions.questions_about), by kind
+  held_out        the held-out file, whole; held_out_* its questions about the trained items
+                  (score/questions.questions_about), by kind
+  forward_alone   the same forward questions asked alone in one batch: what the batch around them moves
+
+    python -m scripts.probe_families runs/meatballs/v001 --questions eval/questions.jsonl --float32
+                                                  # the model cast to float32, where the batch moves no answer
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -44,6 +51,7 @@ def families(version: Path, questions: Path, cfg) -> tuple[dict[str, list[tuple[
     out["held_out"] = [(q.question, q.expected) for q in held]  # asked whole, in eval's batches (see main)
     kinds = {k: [j for j, q in enumerate(held) if about[id(q)] & trained and q.kind == k]
              for k in ("forward", "reverse")}
+    out["forward_alone"] = [out["held_out"][j] for j in kinds["forward"]]
     return out, kinds
 
 
@@ -52,9 +60,12 @@ def main():
     p.add_argument("version", type=Path, help="a version folder of a run (runs/x/v001)")
     p.add_argument("--questions", type=Path, required=True, help="the held-out questions of the run's data")
     p.add_argument("--show", type=int, default=0, help="print this many answers of each family")
+    p.add_argument("--float32", action="store_true", help="cast the loaded model to float32 (Unsloth loads it in "
+                   "bfloat16), as scripts/retention_floor.py --float32 does for the base")
     args = p.parse_args()
 
     from unslothify.config import load_config
+    from unslothify.machine.device import machine
     from unslothify.model.generate import answer_batch
     from unslothify.model.load import load_for_inference
     from unslothify.score.probes import PROBE_MAX_NEW_TOKENS
@@ -63,18 +74,26 @@ def main():
     cfg = load_config(args.version / "config.yaml")
     asked, kinds = families(args.version, args.questions, cfg)
     model, tokenizer, name = load_for_inference(str(args.version), cfg)
-    print(f"{name}, adapter_scale {cfg.adapter_scale}")
+    if args.float32:
+        model = model.float()
+    print(f"{name}, adapter_scale {cfg.adapter_scale}, {'float32' if args.float32 else 'as loaded'}, {machine()}, "
+          f"{datetime.now(timezone.utc).isoformat(timespec='minutes')}")
     for family, rows in asked.items():
         # the held-out file is asked whole and in order, as `eval` asks it: a greedy answer at a near tie
         # flips with the batch around it (bfloat16), and the run's own figure came from those batches
-        length = cfg.max_new_tokens if family == "held_out" else PROBE_MAX_NEW_TOKENS
+        length = cfg.max_new_tokens if family in ("held_out", "forward_alone") else PROBE_MAX_NEW_TOKENS
+        started = time.perf_counter()
         answers = answer_batch(model, tokenizer, [q for q, _ in rows], max_new_tokens=length,
                                system_prompt=cfg.system_prompt)
+        seconds = round(time.perf_counter() - started, 1)
         right = [is_recalled(a, expected) for a, (_, expected) in zip(answers, rows)]
-        parts = {f"held_out_{k}": js for k, js in kinds.items()} if family == "held_out" else {family: range(len(rows))}
+        parts = {family: range(len(rows))}
+        if family == "held_out":  # the whole file, then the trained items' questions by kind
+            parts.update({f"held_out_{k}": js for k, js in kinds.items()})
         for part, js in parts.items():
             print(json.dumps({"family": part, "right": sum(right[j] for j in js), "n": len(js),
-                              "recall": round(sum(right[j] for j in js) / len(js), 3) if js else None}))
+                              "recall": round(sum(right[j] for j in js) / len(js), 3) if js else None,
+                              **({"seconds": seconds} if part == family else {})}))
             for j in list(js)[:args.show]:
                 print(f"   {'+' if right[j] else '-'} {rows[j][0]} | {rows[j][1]} | {answers[j][:100]}")
 
