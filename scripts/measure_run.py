@@ -124,6 +124,8 @@ def main():
                    "question asks about, so a lever is scored on more questions (not a user's figure)")
     p.add_argument("--lever", default=None, help="one of scripts/levers.py's levers (recipes/experiments/"
                    "levers.yaml), given to run as flags after --args")
+    p.add_argument("--note", default=None, help="what the row's figures do not say of how it ran, e.g. 'the card "
+                   "warm: an earlier run had cached the base model's answers' (shown beside the row in the docs)")
     p.add_argument("--out", default=None)
     p.add_argument("--logs", default=None, help="a folder for each run's output, every line with its second, and "
                    "its eval file (each question's answers)")
@@ -149,7 +151,8 @@ def main():
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             manifest = json.loads((Path(summary["run"]) / summary["version"] / "manifest.json").read_text())
             row = {"set": args.set, "seed": seed, "args": args.args, "lever": args.lever, "facts": args.facts,
-                   **({"asked": True} if args.asked else {}), "machine": machine(), "load_before": load,
+                   **({"asked": True} if args.asked else {}), **({"note": args.note} if args.note else {}),
+                   "machine": machine(), "load_before": load,
                    "load_after": os.getloadavg()[0], "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
                    "wall_seconds": round(wall, 1), "train_seconds": manifest["train_seconds"],
                    "probe_seconds": manifest.get("probe_seconds"),

@@ -106,8 +106,13 @@ def measured_table(kind: str = "cpu") -> str:
             f"{stat([x.get('tuned_forward_recall') for x in s])} / {stat([x.get('tuned_reverse_recall') for x in s])} | "
             f"{trained_facts(s)} | "
             f"**{stat([retention(x) for x in s])}** | "
-            f"{runs[0]['machine']}, {runs[0]['date'][:10]} |")
+            f"{runs[0]['machine']}, {runs[0]['date'][:10]}{notes(runs)} |")
     return "\n".join(rows)
+
+
+def notes(runs: list[dict]) -> str:
+    """'; seed 2: the card warm ...' for rows whose conditions the figures alone do not say (measure_run --note)."""
+    return "".join(f"; seed {r['seed']}: {r['note']}" for r in runs if r.get("note"))
 
 
 def trained_facts(summaries: list[dict]) -> str:
@@ -134,7 +139,8 @@ def stages_table() -> str:
             before = st.get("preparing", 0) + st.get("augmenting", 0) + st.get("estimating", 0)
             expected = before + sum(ex.values())
             trained = ex.get("training", 0) + ex.get("probes", 0)
-            rows.append(f"| {r['set']}{' ' + r['args'] if r.get('args') else ''} | {r['machine']}, {r['date'][:10]} | "
+            rows.append(f"| {r['set']}{' ' + r['args'].strip() if r.get('args') else ''} | {r['machine']}, "
+                        f"{r['date'][:10]}{notes([r])} | "
                         f"{wall:.0f} | {st['training']:.0f} ({st['training'] / wall:.0%}) | {st['preparing']:.0f} | "
                         f"{st['augmenting']:.0f} | {st['estimating']:.0f} | {st.get('export', 0):.0f} | "
                         f"{st['scoring']:.0f} | {expected:.0f} ({expected / wall - 1:+.0%}) | "
