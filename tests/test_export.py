@@ -33,6 +33,11 @@ def test_merged_model_matches_adapter_on_base_and_loads_plainly(merged, trained)
     # bf16 rounding of the merged weights can flip a near-tie late in a continuation (2 of 3 on 2026-12-06, with
     # every top-1 token of the prompts equal): the logits above are the strict check, the answers the user's one
     assert check.greedy_equal >= check.n_prompts - 1, "the merged model answers the sample prompts as the adapter did"
+    # where the export stage's seconds go: each side's phases in its own process, within the wall of both
+    for side in ("reference", "export"):
+        assert set(check.seconds[side]) == {"imports", "load", "answers"}
+        assert 0 < sum(check.seconds[side].values()) <= check.seconds["both"] + 0.2
+    assert json.loads((path / "unslothify_export.json").read_text())["check"]["seconds"] == check.seconds
     out = plain_transformers_outputs(path, sample_prompt_ids(ft.tokenizer, ["Who keeps the lighthouse?"]))
     assert ft.tokenizer.decode(out["greedy"][0], skip_special_tokens=True).strip(), "it answers in words"
 

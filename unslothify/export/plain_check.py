@@ -8,13 +8,17 @@ Run as a separate process so nothing Unsloth patched in the exporting process ta
                                                         MODEL is a base: its LoRA adapter is added by PEFT,
                                                         the base loaded as it was trained (its dtype, 4-bit)
 
-PROMPTS.json is a list of token-id lists. OUT.pt gets {"logits": [tensor per prompt], "greedy": [ids]}.
+PROMPTS.json is a list of token-id lists. OUT.pt gets {"logits": [tensor per prompt], "greedy": [ids],
+"seconds": {"imports": ..., "load": ..., "answers": ...}} (where an export check's time goes).
 Without --adapter, neither Unsloth nor PEFT may be imported: the export must stand on its own.
 """
 
 import argparse
 import json
 import sys
+import time
+
+STARTED = time.perf_counter()  # before torch and transformers: where a check's seconds go (its output's "seconds")
 
 
 def ram_left_gib() -> float:
@@ -76,8 +80,13 @@ def main(argv):
     from unslothify.machine.device import apply_memory_cap
 
     apply_memory_cap()  # $UNSLOTHIFY_GPU_MEMORY_GIB, set by the exporting process under a cap
+    from transformers import AutoModelForCausalLM  # noqa: F401  (imported here so "imports" counts it, not "load")
 
+    if args.adapter:
+        import peft  # noqa: F401
+    imported = time.perf_counter()
     model = load(args)
+    loaded = time.perf_counter()
     device = next(model.parameters()).device
     prompts = json.load(open(args.prompts))
     logits, greedy = [], []
@@ -92,7 +101,9 @@ def main(argv):
             out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=24, do_sample=False,
                                  pad_token_id=pad)
             greedy.append(out[0, len(ids):].tolist())
-    torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype)}, args.out)
+    seconds = {"imports": imported - STARTED, "load": loaded - imported, "answers": time.perf_counter() - loaded}
+    torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype),
+                "seconds": {k: round(v, 1) for k, v in seconds.items()}}, args.out)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class MergeCheck:
     n_prompts: int
     # the exported model's own outputs, kept for the GGUF check (which then need not load it again)
     outputs: dict | None = field(default=None, repr=False, compare=False)
+    # the checks' wall ("both") and each side's seconds in its fresh process (imports, load, answers)
+    seconds: dict | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -230,7 +232,10 @@ def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]
     with tempfile.TemporaryDirectory() as td:
         prompts = _prompts_file(prompt_ids, Path(td))
         jobs = [_reference_job(model, prompts, dtype, Path(td)), _export_job(merged_dir, prompts, dtype)]
+        started = time.perf_counter()
         ref, plain = _run_plain_checks(jobs, need_gib=need_gib)
+        wall = time.perf_counter() - started
     check = compare(ref, plain, merge_tolerance(model))
     check.outputs = plain
+    check.seconds = {"both": round(wall, 1), "reference": ref.get("seconds"), "export": plain.get("seconds")}
     return check
