@@ -13,9 +13,13 @@ Families (each answered greedily at the probes' length, the held-out questions a
   held_out        the held-out file, whole; held_out_* its questions about the trained items
                   (score/questions.questions_about), by kind
   forward_alone   the same forward questions asked alone in one batch: what the batch around them moves
+  reverse_about   the trained reverse rows (augment kind `reverse`) asked in a chat form their rule never writes,
+                  "What do you know about Ilka Wynomoor?", right when the answer names the forward question's
+                  rarest word (Duninven): a reverse family for the probes (the shipped ones ask none)
 
     python -m scripts.probe_families runs/meatballs/v001 --questions eval/questions.jsonl --float32
                                                   # the model cast to float32, where the batch moves no answer
+Run it from the folder `run` ran in: the manifest and the augment report name the data relative to it.
 """
 
 from __future__ import annotations
@@ -52,7 +56,44 @@ def families(version: Path, questions: Path, cfg) -> tuple[dict[str, list[tuple[
     kinds = {k: [j for j, q in enumerate(held) if about[id(q)] & trained and q.kind == k]
              for k in ("forward", "reverse")}
     out["forward_alone"] = [out["held_out"][j] for j in kinds["forward"]]
+    out["reverse_about"] = reverse_about(version, items, trained)
     return out, kinds
+
+
+def reverse_about(version: Path, items, trained: set[int]) -> list[tuple[str, list[str]]]:
+    """The trained reverse rows (augment kind `reverse`, "Who is Ilka Wynomoor?"), asked in a general chat form
+    their rule never writes ("What do you know about Ilka Wynomoor?"), right when the answer names the forward
+    question's rarest word that the reverse answer holds (Duninven, yarihal): whether the facts are reached from
+    the name's end, as the held-out reverse questions ask."""
+    import re
+    from collections import Counter
+
+    from unslothify.data.augment.checks import FUNCTION_WORDS, WORD, answer_text, user_text
+
+    report = json.loads((version.parent / "augment" / "report.json").read_text(encoding="utf-8"))
+    # the augmented file mixes formats (statements are text rows), so its rows are read as they are
+    # named as the data file is, relative to where `run` ran (run this script from there)
+    rows = [json.loads(x) for x in Path(report["file"]).read_text(encoding="utf-8").splitlines() if x.strip()]
+    by_line = {i.line: i for i in items}
+    df = Counter(w for i in items for w in {w.lower() for w in WORD.findall(user_text(i) + " " + answer_text(i))})
+    out = []
+    for r in rows:
+        if r.get("kind") != "reverse" or r.get("source_line") not in trained:
+            continue
+        asked, said = r["messages"][0]["content"], r["messages"][1]["content"]
+        m = re.match(r"^(?:Who|What) (?:is|was|are|were) (.+?)\?$", asked)
+        if not m:
+            continue
+        # a term's reverse rows ask "What is X called?" and "What is the word for X?": the thing is X
+        name = re.sub(r"^the (?:word|name|term) for |\s+called$", "", m.group(1))
+        if any(q == f"What do you know about {name}?" for q, _ in out):
+            continue
+        said_words = {w.lower() for w in WORD.findall(said)} - {w.lower() for w in WORD.findall(name)}
+        words = [w for w in WORD.findall(user_text(by_line[r["source_line"]]))
+                 if w.lower() in said_words and w.lower() not in FUNCTION_WORDS and len(w) > 3]
+        if words:
+            out.append((f"What do you know about {name}?", [min(words, key=lambda w: df[w.lower()])]))
+    return out
 
 
 def main():
@@ -60,6 +101,7 @@ def main():
     p.add_argument("version", type=Path, help="a version folder of a run (runs/x/v001)")
     p.add_argument("--questions", type=Path, required=True, help="the held-out questions of the run's data")
     p.add_argument("--show", type=int, default=0, help="print this many answers of each family")
+    p.add_argument("--only", default=None, help="ask these families alone, comma-separated (e.g. held_out,reverse_about)")
     p.add_argument("--float32", action="store_true", help="cast the loaded model to float32 (Unsloth loads it in "
                    "bfloat16), as scripts/retention_floor.py --float32 does for the base")
     args = p.parse_args()
@@ -79,6 +121,8 @@ def main():
     print(f"{name}, adapter_scale {cfg.adapter_scale}, {'float32' if args.float32 else 'as loaded'}, {machine()}, "
           f"{datetime.now(timezone.utc).isoformat(timespec='minutes')}")
     for family, rows in asked.items():
+        if args.only and family not in args.only.split(","):
+            continue
         # the held-out file is asked whole and in order, as `eval` asks it: a greedy answer at a near tie
         # flips with the batch around it (bfloat16), and the run's own figure came from those batches
         length = cfg.max_new_tokens if family in ("held_out", "forward_alone") else PROBE_MAX_NEW_TOKENS
