@@ -71,12 +71,12 @@ def reverse_about(version: Path, items, trained: set[int]) -> list[tuple[str, li
     from unslothify.data.augment.checks import FUNCTION_WORDS, WORD, answer_text, user_text
 
     report = json.loads((version.parent / "augment" / "report.json").read_text(encoding="utf-8"))
-    # the augmented file mixes formats (statements are text rows), so its rows are read as they are
-    # named as the data file is, relative to where `run` ran (run this script from there)
+    # read as plain rows: the augmented file mixes formats (statements are text rows), which read_jsonl_items
+    # refuses; its path, like the data file's, is relative to where `run` ran (run this script from there)
     rows = [json.loads(x) for x in Path(report["file"]).read_text(encoding="utf-8").splitlines() if x.strip()]
     by_line = {i.line: i for i in items}
     df = Counter(w for i in items for w in {w.lower() for w in WORD.findall(user_text(i) + " " + answer_text(i))})
-    out = []
+    out, asked_names = [], set()
     for r in rows:
         if r.get("kind") != "reverse" or r.get("source_line") not in trained:
             continue
@@ -86,13 +86,14 @@ def reverse_about(version: Path, items, trained: set[int]) -> list[tuple[str, li
             continue
         # a term's reverse rows ask "What is X called?" and "What is the word for X?": the thing is X
         name = re.sub(r"^the (?:word|name|term) for |\s+called$", "", m.group(1))
-        if any(q == f"What do you know about {name}?" for q, _ in out):
+        if name in asked_names:  # both of a term's rows name the same thing
             continue
         said_words = {w.lower() for w in WORD.findall(said)} - {w.lower() for w in WORD.findall(name)}
         words = [w for w in WORD.findall(user_text(by_line[r["source_line"]]))
                  if w.lower() in said_words and w.lower() not in FUNCTION_WORDS and len(w) > 3]
         if words:
             out.append((f"What do you know about {name}?", [min(words, key=lambda w: df[w.lower()])]))
+            asked_names.add(name)
     return out
 
 
