@@ -9,7 +9,8 @@ from unslothify.errors import ExportError
 from unslothify.export.stage import export_adapter, export_merged
 from unslothify.fsutil import check_disk
 from unslothify.export.gguf import export_gguf, find_converter, verify_gguf
-from unslothify.export.verify import plain_transformers_outputs, sample_prompt_ids, verify_merged
+from unslothify.export.verify import (SAMPLE_PROMPTS, ChecksAhead, plain_transformers_outputs, sample_prompt_ids,
+                                      verify_merged)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +62,35 @@ def test_verification_catches_a_wrong_merge(merged, trained, tmp_path):
     assert not check.ok
 
 
+def plain_checks_running() -> list:
+    import psutil
+
+    return [c for c in psutil.Process().children(recursive=True) if "plain_check" in " ".join(c.cmdline())]
+
+
+@pytest.mark.slow
+def test_checks_started_ahead_judge_as_fresh_ones_and_end(merged, trained):
+    """`run` starts the check's two processes when training begins on a GPU (ChecksAhead): they import while
+    they wait, so the check's wall holds only their loading and answers, and the verdict is the same."""
+    path, fresh = merged
+    _, ft, _ = trained
+    with ChecksAhead() as ahead:
+        check = verify_merged(ft.model, ft.tokenizer, path, sample_prompt_ids(ft.tokenizer, SAMPLE_PROMPTS),
+                              ahead=ahead)
+    assert check.ok and check.greedy_equal == fresh.greedy_equal
+    assert check.max_abs_diff == pytest.approx(fresh.max_abs_diff, rel=1e-3)
+    for side in ("reference", "export"):
+        assert set(check.seconds[side]) == {"imports", "waited", "load", "answers"}
+        assert check.seconds[side]["load"] + check.seconds[side]["answers"] <= check.seconds["both"] + 0.2
+    with ChecksAhead():  # a run that fails before its export leaves nothing waiting
+        pass
+    assert not plain_checks_running()
+
+
 def test_a_check_that_cannot_load_its_model_ends_the_other_and_names_what_failed(merged, trained, tmp_path):
     """The two checks run side by side where both fit (this model does): when the export cannot be loaded, the
     error names it and the reference's process is ended with it, not left running."""
     import shutil
-
-    import psutil
 
     path, _ = merged
     broken = tmp_path / "no-weights"
@@ -76,7 +100,7 @@ def test_a_check_that_cannot_load_its_model_ends_the_other_and_names_what_failed
     _, ft, _ = trained
     with pytest.raises(ExportError, match="could not load .*no-weights"):
         verify_merged(ft.model, ft.tokenizer, broken, sample_prompt_ids(ft.tokenizer, ["What is Brellmouth?"]))
-    assert not [c for c in psutil.Process().children(recursive=True) if "plain_check" in " ".join(c.cmdline())]
+    assert not plain_checks_running()
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 from .config import Config, recipe_of
 
@@ -16,7 +17,8 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     is: the summary says so (merge_check.ok false) and scoring still runs."""
     from .data.augment import augment
     from .data.prepare import prepare
-    from .machine.device import machine
+    from .export.verify import ChecksAhead
+    from .machine.device import has_cuda, machine
     from .train.plan import fit_time
     from .model.load import for_inference, use_adapter_scale
     from .score.questions import score_version
@@ -36,18 +38,21 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     clock.start("estimating", None)
     _, expected = fit_time(ft, cfg, export, progress, elapsed=clock.elapsed())  # what the rest will take, measured
     clock.start("training", "Training")
-    version = ft.train(cfg)
-    summary: dict = {"version": version.name, "run": str(ft.run.root), "objective": version.manifest["objective"]}
-    if version.manifest.get("final_probe_recall") is not None:  # what steered; the eval file below only scores
-        summary.update(probe_recall=version.manifest["final_probe_recall"],
-                       probe_retention=version.manifest["final_probe_retention"])
-    if augmented is not None:
-        summary["augmented"] = {**augmented["added"], "rejected": augmented["rejected_total"],
-                                "seconds": augmented["seconds"]}
-    use_adapter_scale(ft.model, cfg.adapter_scale)  # the version as it is used from here on (training is over)
-    if export:
-        clock.start("export", "Exporting the merged 16-bit model")
-        summary.update(_export(ft, version, progress))
+    # on a GPU the merge check's processes import torch and transformers while training runs (ChecksAhead)
+    with ChecksAhead() if export and has_cuda() else nullcontext() as checks_ahead:
+        version = ft.train(cfg)
+        summary: dict = {"version": version.name, "run": str(ft.run.root),
+                         "objective": version.manifest["objective"]}
+        if version.manifest.get("final_probe_recall") is not None:  # what steered; the eval file below only scores
+            summary.update(probe_recall=version.manifest["final_probe_recall"],
+                           probe_retention=version.manifest["final_probe_retention"])
+        if augmented is not None:
+            summary["augmented"] = {**augmented["added"], "rejected": augmented["rejected_total"],
+                                    "seconds": augmented["seconds"]}
+        use_adapter_scale(ft.model, cfg.adapter_scale)  # the version as it is used from here on (training is over)
+        if export:
+            clock.start("export", "Exporting the merged 16-bit model")
+            summary.update(_export(ft, version, progress, checks_ahead))
     clock.start("scoring", "Scoring base and tuned model")
     for_inference(ft.model)
     summary.update(score_version(ft.model, ft.tokenizer, cfg, version, progress)[0])
@@ -58,12 +63,12 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     return summary
 
 
-def _export(ft, version, progress) -> dict:
+def _export(ft, version, progress, checks_ahead=None) -> dict:
     from .export.stage import ExportError, export_merged
 
     try:
         merged_dir, check = export_merged(ft.model, ft.tokenizer, ft.run.exports / "merged", progress=progress,
-                                         version=version)
+                                         version=version, checks_ahead=checks_ahead)
         return {"merged": str(merged_dir), "merge_check": check.as_dict()}
     except ExportError as e:
         progress(f"{e}\nThe adapter version {version.name} is saved and usable as it is: chat with it, score it, "

@@ -8,13 +8,20 @@ Run as a separate process so nothing Unsloth patched in the exporting process ta
                                                         MODEL is a base: its LoRA adapter is added by PEFT,
                                                         the base loaded as it was trained (its dtype, 4-bit)
 
+    python -m unslothify.export.plain_check --wait reference|export
+                                                        started ahead of its job (verify.ChecksAhead): imports
+                                                        what that side needs (PEFT for the reference), then reads
+                                                        one JSON line {"argv": [...], "env": {...}} from stdin
+
 PROMPTS.json is a list of token-id lists. OUT.pt gets {"logits": [tensor per prompt], "greedy": [ids],
-"seconds": {"imports": ..., "load": ..., "answers": ...}} (where an export check's time goes).
+"seconds": {"imports": ..., "load": ..., "answers": ...}} (where an export check's time goes; started ahead, also
+"waited": from its imports' end to its job).
 Without --adapter, neither Unsloth nor PEFT may be imported: the export must stand on its own.
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -63,7 +70,7 @@ def load(args):
     return model
 
 
-def main(argv):
+def parse(argv):
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
     parser.add_argument("prompts")
@@ -74,17 +81,52 @@ def main(argv):
     parser.add_argument("--adapter")
     parser.add_argument("--quantization")
     parser.add_argument("--load-dtype", default=None, help="the dtype the base was trained in (default: --dtype)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def import_libraries(with_peft: bool) -> float:
+    """Import what a check needs (most of its seconds: 15 s on an H200's host); returns when it was done."""
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM  # noqa: F401  (imported here so "imports" counts it, not "load")
+
+    if with_peft:
+        import peft  # noqa: F401
+    return time.perf_counter()
+
+
+def main(argv):
+    if argv[:1] == ["--wait"]:
+        return wait(argv[1])
+    args = parse(argv)
+    imported = import_libraries(bool(args.adapter))
+    check(args, {"imports": imported - STARTED}, since=imported)
+
+
+def wait(side: str):
+    """Import what `side` needs, then wait for the job on stdin; stdin closed without one (the exporting process
+    closed it, or ended) ends this process."""
+    imported = import_libraries(with_peft=side == "reference")
+    line = sys.stdin.readline()
+    if not line.strip():
+        return
+    job = json.loads(line)
+    os.environ.update(job.get("env", {}))  # the memory cap of the exporting process's moment, the threads
+    if "OMP_NUM_THREADS" in job.get("env", {}):
+        import torch
+
+        torch.set_num_threads(int(job["env"]["OMP_NUM_THREADS"]))
+    got = time.perf_counter()
+    check(parse(job["argv"]), {"imports": imported - STARTED, "waited": got - imported}, since=got)
+
+
+def check(args, seconds: dict, since: float):
+    """Load args.model (with its adapter) and write its logits and greedy continuations to args.out, with where
+    the process's seconds went (`seconds` so far, then load and answers from `since`)."""
     import torch
 
     from unslothify.machine.device import apply_memory_cap
 
     apply_memory_cap()  # $UNSLOTHIFY_GPU_MEMORY_GIB, set by the exporting process under a cap
-    from transformers import AutoModelForCausalLM  # noqa: F401  (imported here so "imports" counts it, not "load")
-
-    if args.adapter:
-        import peft  # noqa: F401
-    imported = time.perf_counter()
     model = load(args)
     loaded = time.perf_counter()
     device = next(model.parameters()).device
@@ -101,7 +143,7 @@ def main(argv):
             out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=24, do_sample=False,
                                  pad_token_id=pad)
             greedy.append(out[0, len(ids):].tolist())
-    seconds = {"imports": imported - STARTED, "load": loaded - imported, "answers": time.perf_counter() - loaded}
+    seconds.update(load=loaded - since, answers=time.perf_counter() - loaded)
     torch.save({"logits": logits, "greedy": greedy, "dtype": str(next(model.parameters()).dtype),
                 "seconds": {k: round(v, 1) for k, v in seconds.items()}}, args.out)
 

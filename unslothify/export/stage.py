@@ -56,17 +56,17 @@ def _scale_adapter_file(path: Path, scale: float):
 # ----------------------------------------------------------------------------------------------------------
 
 def export_merged(model, tokenizer, out_dir: str | Path, prompts: list[str] | None = None,
-                  progress=print, version=None) -> tuple[Path, MergeCheck]:
-    """Merge the adapter into 16-bit weights, then verify against the adapter on its base. A merge that
-    fails its check raises ExportError (with the figures) and leaves nothing behind. With the Version the
-    adapter came from, the folder gets a model card (README.md)."""
+                  progress=print, version=None, checks_ahead=None) -> tuple[Path, MergeCheck]:
+    """Merge the adapter into 16-bit weights, then verify against the adapter on its base (in the processes of
+    verify.ChecksAhead where given). A merge that fails its check raises ExportError (with the figures) and
+    leaves nothing behind. With the Version the adapter came from, the folder gets a model card (README.md)."""
     out_dir = Path(out_dir)
     check_disk(out_dir.parent, merged_size_bytes(model), "the merged 16-bit model")
     prompt_ids = sample_prompt_ids(tokenizer, prompts or SAMPLE_PROMPTS)
     with atomic_dir(out_dir, overwrite=True) as tmp:
         progress(f"Merging the adapter into 16-bit weights -> {out_dir} ...")
         merge_to_16bit(model, tokenizer, tmp)
-        check = verify_merged(model, tokenizer, tmp, prompt_ids)
+        check = verify_merged(model, tokenizer, tmp, prompt_ids, ahead=checks_ahead)
         atomic_write_json(tmp / "unslothify_export.json", {"kind": "merged_16bit", "check": check.as_dict()})
         if not check.ok:
             raise ExportError(f"The merged model does not match the adapter on its base: {check.summary()}. "

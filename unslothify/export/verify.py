@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,16 +74,68 @@ def sample_prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
             for p in prompts]
 
 
+def _child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")])}
+
+
+def _side(args: list[str]) -> str:
+    return "reference" if "--adapter" in args else "export"
+
+
+class ChecksAhead:
+    """The merge check's two fresh processes, started before the export needs them: each imports what its side
+    needs (the reference PEFT too) and waits for its job on stdin. Their imports were 15 of the 23 s the two
+    checks took side by side on an H200 (2026-12-07, docs/measurements.md); `run` starts them when training
+    begins on a GPU, where training leaves the host's cores idle (on a CPU they would take their seconds from
+    training). One not used ends at close(), or when this process ends (its stdin closes).
+
+        with ChecksAhead() as ahead:
+            ...                                                       # training
+            export_merged(model, tokenizer, out, checks_ahead=ahead)
+    """
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="unslothify-checks-"))
+        self.waiting: dict[str, tuple[subprocess.Popen, Path]] = {}
+        for side in ("reference", "export"):
+            log = self.folder / f"{side}.stderr"
+            with open(log, "w") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "unslothify.export.plain_check", "--wait", side],
+                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                        env=_child_env(), text=True)
+            self.waiting[side] = (proc, log)
+
+    def take(self, side: str) -> tuple[subprocess.Popen, Path] | None:
+        """The process waiting for `side`'s job (once), or None."""
+        return self.waiting.pop(side, None)
+
+    def close(self):
+        for proc, _ in self.waiting.values():
+            proc.kill()
+            proc.wait()
+            proc.stdin.close()
+        self.waiting.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _run_plain_check(args: list[str], what: str) -> dict:
     return _run_plain_checks([(args, what)])[0]
 
 
-def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None = None) -> list[dict]:
+def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None = None,
+                      ahead: ChecksAhead | None = None) -> list[dict]:
     """Run plain_check in fresh processes, one per (args, what), on what GPU memory this process leaves (the
     card's free memory, and under a cap, the cap less what this process holds): a model that does not fit there
     is spread to RAM. Where `need_gib` (what all of them take together) fits in what is left of the GPU, or of
     the RAM on a CPU, they run side by side, each on its share: each process spends most of its seconds
-    importing torch and transformers. Otherwise one after the other, each on all that is left."""
+    importing torch and transformers. Otherwise one after the other, each on all that is left. A side whose
+    process was started `ahead` (imports done) gets its job sent there."""
     from ..machine.device import CUDA_CONTEXT_GIB, MEMORY_CAP_ENV, free_cuda_memory, gpu_memory_left_gib, memory_cap_gib
     from .plain_check import ram_left_gib
     import torch
@@ -98,19 +151,28 @@ def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None 
             for i, (args, what) in enumerate(jobs):
                 left = room / len(jobs) if at_once and room is not None else gpu_memory_left_gib()
                 out, log = Path(td) / f"out{i}.pt", Path(td) / f"stderr{i}.txt"
-                cmd = [sys.executable, "-m", "unslothify.export.plain_check", *args, "--out", str(out)]
+                argv = [*args, "--out", str(out)]
                 if left is not None:
-                    cmd += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
-                env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR),
-                                                                    os.environ.get("PYTHONPATH", "")])}
+                    argv += ["--max-gpu-gib", f"{max(0.5, left - 0.5):.2f}"]  # room for activations
+                env = {}
                 if left is not None and memory_cap_gib():
                     env[MEMORY_CAP_ENV] = f"{max(0.5, left):.2f}"
                 if at_once:  # each its share of the cores: two checks of 2 threads on 2 cores took 23-29 s, of 1 14 s
                     env["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // len(jobs)))
-                # stderr to a file: a pipe nobody reads while another process is awaited could fill and stall it
-                with open(log, "w") as err:
-                    running[i] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env), out, log,
-                                  what)
+                waiting = ahead.take(_side(args)) if ahead is not None else None
+                if waiting is not None:
+                    proc, log = waiting
+                    try:
+                        proc.stdin.write(json.dumps({"argv": argv, "env": env}) + "\n")
+                        proc.stdin.close()
+                    except OSError:  # it ended before its job (an import failed): its log says why, below
+                        pass
+                else:
+                    # stderr to a file: a pipe nobody reads while another process is awaited could fill and stall it
+                    with open(log, "w") as err:
+                        proc = subprocess.Popen([sys.executable, "-m", "unslothify.export.plain_check", *argv],
+                                                stdout=subprocess.DEVNULL, stderr=err, env={**_child_env(), **env})
+                running[i] = (proc, out, log, what)
                 if not at_once:
                     running[i][0].wait()
                     results[i] = _finished(*running.pop(i))
@@ -223,7 +285,10 @@ def dtype_for(params: int) -> str:
     return "float16" if precision() == "fp16" else "bfloat16"
 
 
-def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]]) -> MergeCheck:
+def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]],
+                  ahead: ChecksAhead | None = None) -> MergeCheck:
+    """The export in merged_dir against the adapter on its base (each in a fresh process, or in those started
+    `ahead`)."""
     params = model_params(model)
     dtype = dtype_for(params)
     # side by side where both fit: the reference at 4 bytes a parameter (its base loads as it was trained, then
@@ -233,7 +298,7 @@ def verify_merged(model, tokenizer, merged_dir: Path, prompt_ids: list[list[int]
         prompts = _prompts_file(prompt_ids, Path(td))
         jobs = [_reference_job(model, prompts, dtype, Path(td)), _export_job(merged_dir, prompts, dtype)]
         started = time.perf_counter()
-        ref, plain = _run_plain_checks(jobs, need_gib=need_gib)
+        ref, plain = _run_plain_checks(jobs, need_gib=need_gib, ahead=ahead)
         wall = time.perf_counter() - started
     check = compare(ref, plain, merge_tolerance(model))
     check.outputs = plain
