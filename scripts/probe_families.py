@@ -8,14 +8,17 @@ reverse apart. The figures docs/probes.md ("Which questions the probes miss") qu
     python -m scripts.probe_families /tmp/outside-run/v001 --questions examples/outside/questions.jsonl
 
 Families (each answered greedily at the probes' length, the held-out questions at the config's, as `eval` asks):
-  answer_side     the probes the training call asked (of the trained items: the answer's sentence, key term asked)
+  answer_side     the answer-side probes of the trained items (the answer's sentence, key term asked): what a
+                  training call asked before it asked a fifth from the name's end
+  probes          the probes a training call asks (train/inputs.py): four fifths of answer_side, a fifth of
+                  reverse_about, drawn by the seed
   question_side   each probed item's own question reworded (lexical_rewording, else a probe frame)
   held_out        the held-out file, whole; held_out_* its questions about the trained items
                   (score/questions.questions_about), by kind
   forward_alone   the same forward questions asked alone in one batch: what the batch around them moves
   reverse_about   the trained reverse rows (augment kind `reverse`) asked in a chat form their rule never writes,
                   "What do you know about Ilka Wynomoor?", right when the answer names the forward question's
-                  rarest word (Duninven): a reverse family for the probes (the shipped ones ask none)
+                  rarest word (Duninven): all of them (data/probes.reverse_probes)
 
     python -m scripts.probe_families runs/meatballs/v001 --questions eval/questions.jsonl --float32
                                                   # the model cast to float32, where the batch moves no answer
@@ -36,14 +39,15 @@ def families(version: Path, questions: Path, cfg) -> tuple[dict[str, list[tuple[
     from unslothify.data.augment.checks import user_text
     from unslothify.data.augment.probe_family import framed, lexical_rewording
     from unslothify.data.items import read_jsonl_items
-    from unslothify.data.probes import build_probes
+    from unslothify.data.augment.stage import load_augmented
+    from unslothify.data.probes import build_probes, reverse_probes, with_reverse_probes
     from unslothify.score.questions import load_questions, questions_about
 
     manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
     items, _ = read_jsonl_items(Path(manifest["data_file"]))
     trained = set(manifest.get("trained_facts") or [i.line for i in items])
     by_line = {i.line: i for i in items}
-    # the probes the training call asked (train/inputs._of_facts): of the trained items, from the prepared split
+    # the answer-side probes of the trained items, from the prepared split (train/inputs._of_facts)
     prepared, _ = read_jsonl_items(version.parent / "prepared" / "train.jsonl")
     probes = [q for q, _ in build_probes(prepared, cfg, among=trained)]
     out = {"answer_side": [(p.question, p.expected) for p in probes], "question_side": []}
@@ -56,45 +60,13 @@ def families(version: Path, questions: Path, cfg) -> tuple[dict[str, list[tuple[
     kinds = {k: [j for j, q in enumerate(held) if about[id(q)] & trained and q.kind == k]
              for k in ("forward", "reverse")}
     out["forward_alone"] = [out["held_out"][j] for j in kinds["forward"]]
-    out["reverse_about"] = reverse_about(version, items, trained)
-    return out, kinds
-
-
-def reverse_about(version: Path, items, trained: set[int]) -> list[tuple[str, list[str]]]:
-    """The trained reverse rows (augment kind `reverse`, "Who is Ilka Wynomoor?"), asked in a general chat form
-    their rule never writes ("What do you know about Ilka Wynomoor?"), right when the answer names the forward
-    question's rarest word that the reverse answer holds (Duninven, yarihal): whether the facts are reached from
-    the name's end, as the held-out reverse questions ask."""
-    import re
-    from collections import Counter
-
-    from unslothify.data.augment.checks import FUNCTION_WORDS, WORD, answer_text, user_text
-
+    # the trained reverse rows, from the augmented file the run's augment report names (relative to where `run` ran)
     report = json.loads((version.parent / "augment" / "report.json").read_text(encoding="utf-8"))
-    # read as plain rows: the augmented file mixes formats (statements are text rows), which read_jsonl_items
-    # refuses; its path, like the data file's, is relative to where `run` ran (run this script from there)
-    rows = [json.loads(x) for x in Path(report["file"]).read_text(encoding="utf-8").splitlines() if x.strip()]
-    by_line = {i.line: i for i in items}
-    df = Counter(w for i in items for w in {w.lower() for w in WORD.findall(user_text(i) + " " + answer_text(i))})
-    out, asked_names = [], set()
-    for r in rows:
-        if r.get("kind") != "reverse" or r.get("source_line") not in trained:
-            continue
-        asked, said = r["messages"][0]["content"], r["messages"][1]["content"]
-        m = re.match(r"^(?:Who|What) (?:is|was|are|were) (.+?)\?$", asked)
-        if not m:
-            continue
-        # a term's reverse rows ask "What is X called?" and "What is the word for X?": the thing is X
-        name = re.sub(r"^the (?:word|name|term) for |\s+called$", "", m.group(1))
-        if name in asked_names:  # both of a term's rows name the same thing
-            continue
-        said_words = {w.lower() for w in WORD.findall(said)} - {w.lower() for w in WORD.findall(name)}
-        words = [w for w in WORD.findall(user_text(by_line[r["source_line"]]))
-                 if w.lower() in said_words and w.lower() not in FUNCTION_WORDS and len(w) > 3]
-        if words:
-            out.append((f"What do you know about {name}?", [min(words, key=lambda w: df[w.lower()])]))
-            asked_names.add(name)
-    return out
+    augmented = load_augmented(report["file"])
+    out["reverse_about"] = [(q.question, q.expected) for q, _ in reverse_probes(augmented, prepared, trained)]
+    mixed, _ = with_reverse_probes(probes, [None] * len(probes), prepared + augmented, prepared, cfg.seed, trained)
+    out["probes"] = [(p.question, p.expected) for p in mixed]
+    return out, kinds
 
 
 def main():

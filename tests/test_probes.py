@@ -189,6 +189,39 @@ def test_probes_never_reach_the_training_file(tmp_path, tokenizer):
         A.load_augmented(path, prepared)
 
 
+def test_a_fifth_of_a_training_calls_probes_ask_from_the_names_end(tmp_path, tokenizer):
+    """The held-out sets ask about a fifth of their questions from the answer's end ("Which town does Ilka
+    Wynomoor lead?"), which the answer-side probes never do: a training call swaps a fifth of them for the trained
+    reverse rows asked in a form no rule writes, at the same count (the same cost), drawn by the seed."""
+    from unslothify.data.prepare import prepare
+    from unslothify.data.probes import REVERSE_PROBE_SHARE
+    from unslothify.train.inputs import TrainingInputs
+
+    cfg = cfg_for(tmp_path, augment={"rephrasings": 1, "replay": 0})
+    prepared = prepare(cfg, tokenizer, progress=lambda *_: None, plot=False)
+    data = TrainingInputs(tokenizer, progress=lambda *_: None).for_config(cfg)
+    reverse = [q for q in data.probes if q.question.startswith("What do you know about ")]
+    assert len(data.probes) == len(prepared.probes) and len(reverse) == round(REVERSE_PROBE_SHARE * len(data.probes))
+    assert [q.question for q in data.probes if q not in reverse] == \
+        [q.question for q in prepared.probes if q in data.probes], "the rest are the answer-side ones, in order"
+    trained = {norm_question(user_text(i)) for i in data.items if i.messages}
+    forward = {i.line: user_text(i) for i in prepared.train}
+    rows = {i.source_line: i for i in data.items if i.kind == "reverse"}
+    for q in reverse:
+        name = q.question.removeprefix("What do you know about ").removesuffix("?")
+        row = rows[q.line]
+        assert norm_question(q.question) not in trained and name in user_text(row)
+        assert q.expected[0] in forward[q.line], "the key is the forward question's word ..."
+        assert is_recalled(row.messages[-1]["content"], q.expected) and not is_recalled(name, q.expected), \
+            "... which the reverse row's answer holds and the question does not"
+    again = TrainingInputs(tokenizer, progress=lambda *_: None).for_config(cfg)
+    assert [q.question for q in again.probes] == [q.question for q in data.probes]
+    assert len(data.validation) == len(data.probes), "each probe's answer is a validation row"
+
+    no_reverse = replace(cfg, augment={"reverse": False})
+    assert TrainingInputs(tokenizer, progress=lambda *_: None).for_config(no_reverse).probes == prepared.probes
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Decisions by knowledge
 # ----------------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ answers what it knew before. So, from the user's own data:
                     not write), with the answer's key terms as the expected strings (numbers, then names, else
                     the answer's rarest words). Built by `prepare`
                     into prepared/probes.jsonl; the probe questions are never written to the training file.
+                    A training call asks a fifth of them from the name's end instead (reverse_probes: the
+                    trained reverse rows, "What do you know about Ilka Wynomoor?"), as the held-out sets do.
   retention probes  general questions (eval/retention_candidates.jsonl, none of them a retention question of
                     the final score or a replay prompt) that the base model in use answers every way it is
                     asked, filtered once per model (shipped for the embedded model) and kept in the run folder.
@@ -220,6 +222,65 @@ def build_probes(items: list[Item], cfg, existing: set[str] | None = None,
                                    messages=system_messages(item) + [{"role": "user", "content": wording},
                                                                      {"role": "assistant", "content": a}])))
     return out
+
+
+# The share of knowledge probes asked from the name's end, as the held-out sets ask: 7 of the 39 questions about
+# examples/outside's and examples/confirm's trained items are reverse questions, about a fifth of domain.jsonl's.
+REVERSE_PROBE_SHARE = 0.2
+_ASKED_ABOUT = re.compile(r"^(?:Who|What) (?:is|was|are|were) (.+?)\?$")
+
+
+def reverse_probes(items: list[Item], forward: list[Item], among: set[int] | None = None
+                   ) -> list[tuple[Question, Item]]:
+    """(Question, Item) for each thing a trained reverse row (augment kind `reverse`, "Who is Ilka Wynomoor?")
+    names, asked in a chat form no training rule writes, "What do you know about Ilka Wynomoor?": right when the
+    answer holds the forward question's rarest word that the reverse row's answer holds (Duninven, where the
+    forward question asks which town she leads). The answer-side probes ask from the fact's own end; these ask
+    what the held-out reverse questions ask, where recall on CPU was lowest (docs/probes.md, "A reverse family
+    from the trained reverse rows"). `forward`: the prepared items (the rows' source lines, and the words' rarity);
+    `among`: the source lines trained."""
+    by_line = {i.source_line if i.source_line is not None else i.line: i for i in forward}
+    rarity = Counter(w for i in forward for w in {w.lower() for w in WORD.findall(f"{user_text(i)} {answer_text(i)}")})
+    asked_in_data = {norm_question(user_text(i) or "") for i in items}
+    out, names = [], set()
+    for row in items:
+        source = by_line.get(row.source_line)
+        if row.kind != "reverse" or source is None or (among is not None and row.source_line not in among):
+            continue
+        m = _ASKED_ABOUT.match(user_text(row) or "")
+        # a term's reverse rows ask "What is X called?" and "What is the word for X?": the thing is X
+        name = re.sub(r"^the (?:word|name|term) for |\s+called$", "", m.group(1)) if m else None
+        question = f"What do you know about {name}?"
+        if name is None or name in names or norm_question(question) in asked_in_data:
+            continue
+        said = {w.lower() for w in WORD.findall(answer_text(row) or "")} - {w.lower() for w in WORD.findall(name)}
+        words = [w for w in WORD.findall(user_text(source) or "")
+                 if w.lower() in said and w.lower() not in FUNCTION_WORDS and len(w) > 3]
+        if not words:
+            continue
+        names.add(name)
+        out.append((Question(question, [min(words, key=lambda w: rarity[w.lower()])], "probe", row.source_line),
+                    Item(line=len(out) + 1, source=row.source, kind="probe", source_line=row.source_line,
+                         messages=system_messages(row) + [{"role": "user", "content": question},
+                                                          {"role": "assistant", "content": answer_text(row)}])))
+    return out
+
+
+def with_reverse_probes(probes: list[Question], validation: list[Item], items: list[Item], forward: list[Item],
+                        seed: int, among: set[int] | None = None) -> tuple[list[Question], list[Item]]:
+    """The knowledge probes (and their validation items, in step) with REVERSE_PROBE_SHARE of them asked from
+    the name's end (reverse_probes), in place of as many answer-side ones, both drawn by the seed: the same
+    number of probes, so the same cost. Unchanged where the training items have no reverse rows (augment off,
+    or no answer names a thing)."""
+    reverse = reverse_probes(items, forward, among)
+    n = min(len(reverse), round(REVERSE_PROBE_SHARE * len(probes)))
+    if not n or len(validation) != len(probes):
+        return probes, validation
+    rng = random.Random(f"{seed}:reverse-probes")
+    kept = sorted(rng.sample(range(len(probes)), len(probes) - n))
+    chosen = rng.sample(reverse, n)
+    return ([probes[j] for j in kept] + [q for q, _ in chosen],
+            [validation[j] for j in kept] + [item for _, item in chosen])
 
 
 def write_probes(path: Path, probes: list[Question]):

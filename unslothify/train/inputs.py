@@ -60,6 +60,7 @@ class TrainingInputs:
 
         from ..data.augment import training_items
         from ..data.prepare import is_current, load_prepared, prepare
+        from ..data.probes import with_reverse_probes
         from ..runs import Run
 
         with PartialState().main_process_first():  # under `accelerate launch`, one process prepares
@@ -73,6 +74,9 @@ class TrainingInputs:
         probes, validation = prepared.probes, prepared.validation
         if facts is not None:
             items, probes, validation = _of_facts(cfg, prepared, items, set(facts))
+        if prepared.objective == "knowledge":  # a fifth asked from the name's end, from the trained reverse rows
+            probes, validation = with_reverse_probes(probes, validation, items, prepared.train, cfg.seed,
+                                                     set(facts) if facts is not None else None)
         made_from = {"training items": _digest([i.to_record() for i in items]),
                      "validation items": _digest([i.to_record() for i in validation]),
                      **{k: getattr(cfg, k) for k in ("max_seq_length", "skip_overlong", "system_prompt")}}
