@@ -62,8 +62,11 @@ def families(version: Path, questions: Path, cfg) -> tuple[dict[str, list[tuple[
     out["forward_alone"] = [out["held_out"][j] for j in kinds["forward"]]
     # the trained reverse rows, from the augmented file the run's augment report names (relative to where `run` ran)
     report = json.loads((version.parent / "augment" / "report.json").read_text(encoding="utf-8"))
+    if not Path(report["file"]).is_file():
+        raise SystemExit(f"{report['file']} (the augmented file {version.parent}/augment/report.json names) is not "
+                         f"here: run this script from the folder `run` ran in.")
     augmented = load_augmented(report["file"])
-    out["reverse_about"] = [(q.question, q.expected) for q, _ in reverse_probes(augmented, prepared, trained)]
+    out["reverse_about"] = [(q.question, q.expected) for q, _ in reverse_probes(prepared + augmented, prepared, trained)]
     mixed, _ = with_reverse_probes(probes, [None] * len(probes), prepared + augmented, prepared, cfg.seed, trained)
     out["probes"] = [(p.question, p.expected) for p in mixed]
     return out, kinds

@@ -184,6 +184,8 @@ def _dispatch(args) -> int:
 
         summary = run_all(cfg, export=not args.no_export)
         print(json.dumps(summary), flush=True)
+        if summary.get("interrupted"):
+            return 130  # as `train` does: the checkpoint is kept, `train --resume` goes on
         return 4 if summary.get("merge_check", {}).get("ok") is False else 0
     raise AssertionError(cmd)
 

@@ -41,6 +41,10 @@ def run_all(cfg: Config, progress=print, export: bool = True) -> dict:
     # on a GPU the merge check's processes import torch and transformers while training runs (ChecksAhead)
     with ChecksAhead() if export and has_cuda() else nullcontext() as checks_ahead:
         version = ft.train(cfg)
+        if version is None:  # interrupted: the checkpoint is kept, and the training call said how to go on
+            clock.stop()
+            return {"interrupted": True, "run": str(ft.run.root), "seconds": round(clock.elapsed(), 1),
+                    "stage_seconds": clock.seconds}
         summary: dict = {"version": version.name, "run": str(ft.run.root),
                          "objective": version.manifest["objective"]}
         if version.manifest.get("final_probe_recall") is not None:  # what steered; the eval file below only scores

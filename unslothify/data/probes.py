@@ -27,6 +27,7 @@ the plot, the progress lines and the trackers. An eval file the user gives stays
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -240,7 +241,8 @@ def reverse_probes(items: list[Item], forward: list[Item], among: set[int] | Non
     from the trained reverse rows"). `forward`: the prepared items (the rows' source lines, and the words' rarity);
     `among`: the source lines trained."""
     by_line = {i.source_line if i.source_line is not None else i.line: i for i in forward}
-    rarity = Counter(w for i in forward for w in {w.lower() for w in WORD.findall(f"{user_text(i)} {answer_text(i)}")})
+    rarity = Counter(w for i in forward
+                     for w in {w.lower() for w in WORD.findall(f"{user_text(i) or ''} {answer_text(i) or ''}")})
     asked_in_data = {norm_question(user_text(i) or "") for i in items}
     out, names = [], set()
     for row in items:
@@ -280,7 +282,8 @@ def with_reverse_probes(probes: list[Question], validation: list[Item], items: l
     kept = sorted(rng.sample(range(len(probes)), len(probes) - n))
     chosen = rng.sample(reverse, n)
     return ([probes[j] for j in kept] + [q for q, _ in chosen],
-            [validation[j] for j in kept] + [item for _, item in chosen])
+            [validation[j] for j in kept] + [dataclasses.replace(item, line=len(validation) + k + 1)  # after theirs
+                                              for k, (_, item) in enumerate(chosen)])
 
 
 def write_probes(path: Path, probes: list[Question]):

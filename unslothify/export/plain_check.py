@@ -105,6 +105,10 @@ def main(argv):
 def wait(side: str):
     """Import what `side` needs, then wait for the job on stdin; stdin closed without one (the exporting process
     closed it, or ended) ends this process."""
+    os.nice(10)  # it imports while training runs: on a host of few cores, training comes first
+    # The reference's PEFT imports bitsandbytes, which asks torch for the card's capability; if that makes a CUDA
+    # context (not measured yet), it holds ~0.5 GiB while training runs: the T4 simulation's training held 9.7-12.7
+    # of its 15 GiB (docs/measurements/t4-notes.md), and at the check the reference runs first, on what is left.
     imported = import_libraries(with_peft=side == "reference")
     line = sys.stdin.readline()
     if not line.strip():

@@ -97,23 +97,30 @@ class ChecksAhead:
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="unslothify-checks-"))
         self.waiting: dict[str, tuple[subprocess.Popen, Path]] = {}
-        for side in ("reference", "export"):
-            log = self.folder / f"{side}.stderr"
-            with open(log, "w") as err:
-                proc = subprocess.Popen([sys.executable, "-m", "unslothify.export.plain_check", "--wait", side],
-                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
-                                        env=_child_env(), text=True)
-            self.waiting[side] = (proc, log)
+        try:
+            for side in ("reference", "export"):
+                log = self.folder / f"{side}.stderr"
+                with open(log, "w") as err:
+                    proc = subprocess.Popen([sys.executable, "-m", "unslothify.export.plain_check", "--wait", side],
+                                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                            env=_child_env(), text=True)
+                self.waiting[side] = (proc, log)
+        except BaseException:
+            self.close()
+            raise
 
     def take(self, side: str) -> tuple[subprocess.Popen, Path] | None:
-        """The process waiting for `side`'s job (once), or None."""
-        return self.waiting.pop(side, None)
+        """The process waiting for `side`'s job (once), or None where there is none or it has ended (killed while
+        training ran, say): the check then starts a fresh one, which fails with its own log if it must."""
+        waiting = self.waiting.pop(side, None)
+        if waiting is not None and waiting[0].poll() is not None:
+            _end(waiting[0])
+            return None
+        return waiting
 
     def close(self):
         for proc, _ in self.waiting.values():
-            proc.kill()
-            proc.wait()
-            proc.stdin.close()
+            _end(proc)
         self.waiting.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -161,18 +168,19 @@ def _run_plain_checks(jobs: list[tuple[list[str], str]], need_gib: float | None 
                     env["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // len(jobs)))
                 waiting = ahead.take(_side(args)) if ahead is not None else None
                 if waiting is not None:
-                    proc, log = waiting
+                    running[i] = (waiting[0], out, waiting[1], what)
                     try:
-                        proc.stdin.write(json.dumps({"argv": argv, "env": env}) + "\n")
-                        proc.stdin.close()
-                    except OSError:  # it ended before its job (an import failed): its log says why, below
+                        waiting[0].stdin.write(json.dumps({"argv": argv, "env": env}) + "\n")
+                    except OSError:  # it ended since it was taken: its log and exit code say why, below
                         pass
+                    finally:
+                        _close_quietly(waiting[0].stdin)
                 else:
                     # stderr to a file: a pipe nobody reads while another process is awaited could fill and stall it
                     with open(log, "w") as err:
-                        proc = subprocess.Popen([sys.executable, "-m", "unslothify.export.plain_check", *argv],
-                                                stdout=subprocess.DEVNULL, stderr=err, env={**_child_env(), **env})
-                running[i] = (proc, out, log, what)
+                        running[i] = (subprocess.Popen([sys.executable, "-m", "unslothify.export.plain_check", *argv],
+                                                       stdout=subprocess.DEVNULL, stderr=err,
+                                                       env={**_child_env(), **env}), out, log, what)
                 if not at_once:
                     running[i][0].wait()
                     results[i] = _finished(*running.pop(i))
@@ -192,8 +200,23 @@ def _finished(proc, out: Path, log: Path, what: str) -> dict:
     import torch
 
     if proc.returncode != 0:
-        raise ExportError(f"Plain transformers could not load {what}:\n{log.read_text()[-3000:]}")
+        raise ExportError(f"Plain transformers could not load {what} (its process ended with exit code "
+                          f"{proc.returncode}):\n{log.read_text()[-3000:]}")
     return torch.load(out)
+
+
+def _end(proc: subprocess.Popen):
+    proc.kill()
+    proc.wait()
+    _close_quietly(proc.stdin)
+
+
+def _close_quietly(stream):
+    try:
+        if stream is not None:
+            stream.close()
+    except OSError:  # a pipe whose reader has gone: nothing left to flush
+        pass
 
 
 def _prompts_file(prompt_ids: list[list[int]], folder: Path) -> Path:
