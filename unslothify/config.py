@@ -70,7 +70,8 @@ class Config:
                           "validation_split of the items is held out and its loss steers), or 'auto' (knowledge when "
                           "most items are single-turn questions; said at each run).", choices=OBJECTIVES, group="data")
     probes: int = knob(40, "Knowledge probes (objective knowledge): training items asked again from the answer's "
-                       "side, a sentence shape training never uses, scored at every evaluation. 40 put recall "
+                       "side, a sentence shape training never uses (a fifth, where augmenting wrote reverse rows, "
+                       "from the name's end: 'What do you know about X?'), scored at every evaluation. 40 put recall "
                        "within +-0.08 and share one batched generation per evaluation with the retention probes.", 0, 500, step=1, group="data")
     validation_split: float = knob(0.1, "Share of items held out for validation loss (objective skill; knowledge "
                                    "trains every item).", 0.0, 0.5, step=0.01,
