@@ -250,10 +250,12 @@ def reverse_probes(items: list[Item], forward: list[Item], among: set[int] | Non
         if row.kind != "reverse" or source is None or (among is not None and row.source_line not in among):
             continue
         m = _ASKED_ABOUT.match(user_text(row) or "")
+        if not m:
+            continue
         # a term's reverse rows ask "What is X called?" and "What is the word for X?": the thing is X
-        name = re.sub(r"^the (?:word|name|term) for |\s+called$", "", m.group(1)) if m else None
+        name = re.sub(r"^the (?:word|name|term) for |\s+called$", "", m.group(1))
         question = f"What do you know about {name}?"
-        if name is None or name in names or norm_question(question) in asked_in_data:
+        if name in names or norm_question(question) in asked_in_data:
             continue
         said = {w.lower() for w in WORD.findall(answer_text(row) or "")} - {w.lower() for w in WORD.findall(name)}
         words = [w for w in WORD.findall(user_text(source) or "")

@@ -114,11 +114,12 @@ def wait(side: str):
     if not line.strip():
         return
     job = json.loads(line)
-    os.environ.update(job.get("env", {}))  # the memory cap of the exporting process's moment, the threads
-    if "OMP_NUM_THREADS" in job.get("env", {}):
+    env = job.get("env", {})
+    os.environ.update(env)  # the memory cap of the exporting process's moment, the threads
+    if "OMP_NUM_THREADS" in env:
         import torch
 
-        torch.set_num_threads(int(job["env"]["OMP_NUM_THREADS"]))
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     got = time.perf_counter()
     check(parse(job["argv"]), {"imports": imported - STARTED, "waited": got - imported}, since=got)
 
